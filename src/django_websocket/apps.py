@@ -1,0 +1,16 @@
+"""The Django app: registers the system checks and provides ``runserver``."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class DjangoWebSocketConfig(AppConfig):
+    """App config of django-websocket; add ``"django_websocket"`` to ``INSTALLED_APPS``."""
+
+    name = "django_websocket"
+    verbose_name = "WebSocket"
+
+    def ready(self) -> None:
+        """Register the system checks."""
+        from . import checks  # noqa: F401  (registers on import)

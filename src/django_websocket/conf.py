@@ -1,0 +1,113 @@
+"""Every ``WEBSOCKET_*`` setting, its default, and the one place that reads them.
+
+Settings are read when a connection needs them, not at import, so
+``override_settings`` in tests and settings changed at start-up both apply.
+
+=============================  ===========  ============================================
+Setting                        Default      Meaning
+=============================  ===========  ============================================
+``WEBSOCKET_ACCEPT_ALL``       ``False``    with the middleware, every view accepts
+                                            WebSockets, decorated or not
+``WEBSOCKET_ALLOWED_ORIGINS``  ``[]``       origins allowed besides the request's own and
+                                            ``CSRF_TRUSTED_ORIGINS``; ``["*"]`` allows all
+``WEBSOCKET_REQUIRE_ORIGIN``   ``False``    refuse requests without an Origin header
+``WEBSOCKET_MAX_MESSAGE_SIZE`` ``1048576``  largest incoming message (bytes); larger
+                                            closes with 1009; ``None`` for no limit
+``WEBSOCKET_MAX_QUEUE``        ``16``       incoming messages buffered before the server
+                                            stops reading (back-pressure)
+``WEBSOCKET_PING_INTERVAL``    ``20``       seconds between keepalive pings (``None``: off)
+``WEBSOCKET_PING_TIMEOUT``     ``20``       seconds without a pong before the connection
+                                            is declared dead (``None``: wait forever)
+``WEBSOCKET_CLOSE_TIMEOUT``    ``10``       seconds to wait for the client's close frame
+``WEBSOCKET_COMPRESSION``      ``"deflate"``  permessage-deflate, or ``None`` for none
+=============================  ===========  ============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from .handshake import OriginPolicy
+from .protocol import EngineLimits
+
+__all__ = ["DEFAULTS", "SettingSpec", "SPECS", "engine_limits", "get", "origin_policy"]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """A setting's name, default, and the types its value may have."""
+
+    name: str
+    default: Any
+    types: tuple[type, ...]
+    allow_none: bool = False
+    description: str = ""
+
+    def is_valid(self, value: object) -> bool:
+        """Tell whether ``value`` has an acceptable type for this setting."""
+        if value is None:
+            return self.allow_none
+        if isinstance(value, bool) and bool not in self.types:
+            return False
+        if not isinstance(value, self.types):
+            return False
+        if isinstance(value, list | tuple):
+            return all(isinstance(item, str) for item in value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value >= 0
+        return True
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("WEBSOCKET_ACCEPT_ALL", False, (bool,), description="a bool"),
+    SettingSpec("WEBSOCKET_ALLOWED_ORIGINS", (), (list, tuple), description="a list of origins"),
+    SettingSpec("WEBSOCKET_REQUIRE_ORIGIN", False, (bool,), description="a bool"),
+    SettingSpec(
+        "WEBSOCKET_MAX_MESSAGE_SIZE", 2**20, (int,), allow_none=True,
+        description="a non-negative int or None",
+    ),
+    SettingSpec("WEBSOCKET_MAX_QUEUE", 16, (int,), description="a positive int"),
+    SettingSpec(
+        "WEBSOCKET_PING_INTERVAL", 20.0, (int, float), allow_none=True,
+        description="a number of seconds or None",
+    ),
+    SettingSpec(
+        "WEBSOCKET_PING_TIMEOUT", 20.0, (int, float), allow_none=True,
+        description="a number of seconds or None",
+    ),
+    SettingSpec("WEBSOCKET_CLOSE_TIMEOUT", 10.0, (int, float), description="a number of seconds"),
+    SettingSpec(
+        "WEBSOCKET_COMPRESSION", "deflate", (str,), allow_none=True,
+        description='"deflate" or None',
+    ),
+)
+
+DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
+
+
+def get(name: str) -> Any:
+    """Return the value of the ``WEBSOCKET_*`` setting ``name``, or its default."""
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def engine_limits() -> EngineLimits:
+    """Build the protocol engine's limits from the current settings."""
+    ping_interval = get("WEBSOCKET_PING_INTERVAL")
+    ping_timeout = get("WEBSOCKET_PING_TIMEOUT")
+    return EngineLimits(
+        max_message_size=get("WEBSOCKET_MAX_MESSAGE_SIZE"),
+        max_queue=max(1, get("WEBSOCKET_MAX_QUEUE")),
+        ping_interval=None if ping_interval is None else float(ping_interval),
+        ping_timeout=None if ping_timeout is None else float(ping_timeout),
+        close_timeout=float(get("WEBSOCKET_CLOSE_TIMEOUT")),
+        compression=get("WEBSOCKET_COMPRESSION"),
+    )
+
+
+def origin_policy() -> OriginPolicy:
+    """Build the Origin policy: our setting plus Django's ``CSRF_TRUSTED_ORIGINS``."""
+    trusted = tuple(get("WEBSOCKET_ALLOWED_ORIGINS")) + tuple(settings.CSRF_TRUSTED_ORIGINS)
+    return OriginPolicy(trusted=trusted, require_origin=get("WEBSOCKET_REQUIRE_ORIGIN"))

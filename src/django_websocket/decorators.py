@@ -1,0 +1,102 @@
+"""``accept_websocket`` and ``require_websocket``: WebSocket endpoints as plain views.
+
+Both work alone (no middleware needed), with ``WebSocketMiddleware`` (one
+handshake, not two), on function views with URL arguments and, through
+``method_decorator``, on class-based views. Used bare or with arguments::
+
+    @accept_websocket
+    def view(request): ...
+
+    @require_websocket(protocols=["chat.v2"])
+    def chat(request): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, TypeVar, overload
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from .request import finish, handle_exception, prepare, refuse_plain_http
+
+__all__ = ["accept_websocket", "require_websocket"]
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) -> _View:
+    if iscoroutinefunction(view):
+        raise TypeError(
+            f"{view.__qualname__} is an async view; async WebSocket views need the ASGI "
+            "transport of a later release. Write it as a sync view for now."
+        )
+    # An inner require_websocket stays in force under an outer accept_websocket.
+    require = require or bool(getattr(view, "require_websocket", False))
+    supported = tuple(protocols) if protocols is not None else getattr(view, "websocket_protocols", ())
+
+    @wraps(view)
+    def _wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse | None:
+        refusal = prepare(request)
+        if refusal is not None:
+            return refusal
+        websocket = request.websocket  # type: ignore[attr-defined]
+        if websocket is None:
+            return refuse_plain_http() if require else view(request, *args, **kwargs)
+        websocket.set_protocols(supported)
+        try:
+            response = view(request, *args, **kwargs)
+        except Exception as exc:
+            handled = handle_exception(request, exc)
+            if handled is None:
+                raise
+            return handled
+        return finish(request, response)
+
+    # Markers read by WebSocketMiddleware; the names are the original library's.
+    _wrapper.accept_websocket = True  # type: ignore[attr-defined]
+    _wrapper.require_websocket = require  # type: ignore[attr-defined]
+    _wrapper.websocket_protocols = supported  # type: ignore[attr-defined]
+    return _wrapper  # type: ignore[return-value]
+
+
+@overload
+def accept_websocket(view: _View, /) -> _View: ...
+@overload
+def accept_websocket(*, protocols: Sequence[str] | None = None) -> Callable[[_View], _View]: ...
+def accept_websocket(
+    view: _View | None = None, /, *, protocols: Sequence[str] | None = None
+) -> _View | Callable[[_View], _View]:
+    """Let a view take WebSocket requests as well as plain HTTP requests.
+
+    In the view, ``request.is_websocket()`` tells which kind arrived and
+    ``request.websocket`` talks to the client (``None`` for plain HTTP).
+
+    Args:
+        view: the view function (when used without parentheses).
+        protocols: the subprotocols the view speaks; the first one the client
+            offers is chosen. Without it no subprotocol is confirmed.
+    """
+    if view is None:
+        return lambda inner: _decorate(inner, require=False, protocols=protocols)
+    return _decorate(view, require=False, protocols=protocols)
+
+
+@overload
+def require_websocket(view: _View, /) -> _View: ...
+@overload
+def require_websocket(*, protocols: Sequence[str] | None = None) -> Callable[[_View], _View]: ...
+def require_websocket(
+    view: _View | None = None, /, *, protocols: Sequence[str] | None = None
+) -> _View | Callable[[_View], _View]:
+    """Let a view take WebSocket requests only; plain HTTP gets 400 Bad Request.
+
+    Args:
+        view: the view function (when used without parentheses).
+        protocols: the subprotocols the view speaks, as for :func:`accept_websocket`.
+    """
+    if view is None:
+        return lambda inner: _decorate(inner, require=True, protocols=protocols)
+    return _decorate(view, require=True, protocols=protocols)

@@ -1,0 +1,168 @@
+"""The protocol engine: the only module that imports ``websockets``.
+
+We never parse frames by hand. websockets' sans-I/O ``ServerProtocol`` does the
+framing, masking, UTF-8 checks, size limits (checked after decompression) and
+permessage-deflate; its blocking ``Connection`` drives a taken-over socket with
+keepalive, back-pressure and the closing handshake. Everything the rest of the
+package needs from websockets goes through the names below, so swapping the
+engine touches this file only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed as EngineConnectionClosed
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import CloseCode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+from websockets.sync.connection import Connection as BlockingConnection
+from websockets.typing import Subprotocol
+
+if TYPE_CHECKING:
+    from socket import socket
+
+__all__ = [
+    "OPEN",
+    "BlockingConnection",
+    "CloseCode",
+    "EngineConnectionClosed",
+    "EngineLimits",
+    "HandshakeFailed",
+    "connection_close_info",
+    "open_blocking_connection",
+    "perform_handshake",
+]
+
+# websockets logs "connection open/closed" at INFO; a child logger lets users tune it.
+logger = logging.getLogger("django_websocket.engine")
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Limits and options handed to the protocol engine for one connection.
+
+    Attributes:
+        max_message_size: largest incoming message in bytes, after decompression;
+            a larger one closes the connection with 1009. None means unlimited.
+        max_queue: incoming messages buffered before reading from the network
+            pauses (back-pressure instead of memory growth).
+        ping_interval: seconds between keepalive pings; None disables them.
+        ping_timeout: seconds to wait for a pong before closing with 1011.
+        close_timeout: seconds to wait for the peer during the closing handshake.
+        compression: "deflate" to offer permessage-deflate (RFC 7692), or None.
+    """
+
+    max_message_size: int | None = 2**20
+    max_queue: int = 16
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 10.0
+    compression: str | None = "deflate"
+
+
+class HandshakeFailed(Exception):
+    """The engine refused the opening handshake; ``status`` and ``body`` say why."""
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+        super().__init__(body.decode("utf-8", "replace"))
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def _build_protocol(subprotocol: str | None, limits: EngineLimits) -> ServerProtocol:
+    extensions = [ServerPerMessageDeflateFactory()] if limits.compression == "deflate" else None
+
+    def choose(_protocol: ServerProtocol, _offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        # The Django layer already chose, with the view's list and our rule.
+        return Subprotocol(subprotocol) if subprotocol is not None else None
+
+    return ServerProtocol(
+        origins=None,  # checked by the Django layer, which knows the request's host
+        extensions=extensions,
+        select_subprotocol=choose,
+        max_size=limits.max_message_size,
+        logger=logger,
+    )
+
+
+def perform_handshake(
+    path: str,
+    headers: Iterable[tuple[str, str]],
+    subprotocol: str | None,
+    limits: EngineLimits,
+    response_headers: Iterable[tuple[str, str]] = (),
+) -> tuple[ServerProtocol, bytes]:
+    """Run the opening handshake for a request that a server already parsed.
+
+    The request is serialised again and fed to the engine: handing a parsed
+    request straight to ``accept()`` leaves the engine waiting for a request line.
+
+    Args:
+        path: the request target, with its query string.
+        headers: the request headers as the client sent them.
+        subprotocol: the subprotocol to confirm, or None.
+        limits: the engine settings for this connection.
+        response_headers: extra headers for the 101 response (cookies...).
+
+    Returns:
+        The engine, now OPEN, and the bytes of the 101 response to send.
+
+    Raises:
+        HandshakeFailed: when the engine refuses the request.
+    """
+    protocol = _build_protocol(subprotocol, limits)
+    request = Request(path, Headers(headers))
+    protocol.receive_data(request.serialize())
+    events = protocol.events_received()
+    if len(events) != 1 or not isinstance(events[0], Request):
+        raise HandshakeFailed(400, b"Failed to parse the WebSocket handshake request.\n", [])
+    response = protocol.accept(events[0])
+    if response.status_code != 101:
+        raise HandshakeFailed(response.status_code, response.body, list(response.headers.raw_items()))
+    for name, value in response_headers:
+        response.headers[name] = value
+    protocol.send_response(response)
+    return protocol, b"".join(protocol.data_to_send())
+
+
+def open_blocking_connection(
+    sock: socket, protocol: ServerProtocol, limits: EngineLimits
+) -> BlockingConnection:
+    """Drive an OPEN engine over a blocking socket, in the calling thread's world.
+
+    The connection reads in a thread of its own (and pings in another when
+    keepalive is on); it closes the socket it is given when the connection ends.
+    """
+    return BlockingConnection(
+        sock,
+        protocol,
+        ping_interval=limits.ping_interval,
+        ping_timeout=limits.ping_timeout,
+        close_timeout=limits.close_timeout,
+        max_queue=limits.max_queue,
+    )
+
+
+def connection_close_info(connection: BlockingConnection) -> tuple[int, str]:
+    """Return the close code and reason of a closed connection.
+
+    The code the peer sent wins; then the one we sent; a connection that ended
+    without any close frame reports 1006 (RFC 6455 section 7.1.5).
+    """
+    protocol = connection.protocol
+    received = protocol.close_rcvd
+    sent = protocol.close_sent
+    if received is not None:
+        return int(received.code), received.reason
+    if sent is not None:
+        return int(sent.code), sent.reason
+    return int(CloseCode.ABNORMAL_CLOSURE), ""
+

@@ -1,0 +1,287 @@
+"""``request.websocket``: the blocking WebSocket API a view talks through.
+
+The names and their meaning come from the original django-websocket README
+(``wait``, ``read``, ``count_messages``, ``has_messages``, ``send``, iteration);
+the rest (timeouts, close codes, JSON, explicit accept) is what a 2026 library
+owes its users. Text frames arrive as ``str``, binary frames as ``bytes``.
+
+The opening handshake is lazy: the 101 response goes out on the first call that
+needs the connection (or :meth:`WebSocket.accept`). A view that returns an
+``HttpResponse`` before that refuses the WebSocket with that response.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from .exceptions import ConnectionClosed, InvalidState
+from .handshake import select_subprotocol
+
+__all__ = ["Message", "Transport", "WebSocket"]
+
+#: What a message is: ``str`` for a text frame, ``bytes`` for a binary frame.
+Message = str | bytes
+
+_Fallback = TypeVar("_Fallback")
+
+
+class Transport(Protocol):
+    """What a transport's open connection offers :class:`WebSocket`."""
+
+    subprotocol: str | None
+
+    def receive(self, timeout: float | None) -> Message:
+        """Return the next message; raise TimeoutError or ConnectionClosed."""
+
+    def send(self, data: Message) -> None:
+        """Send one message; raise ConnectionClosed once closed."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Run the closing handshake and release the connection."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closing or closed."""
+
+    @property
+    def close_info(self) -> tuple[int | None, str]:
+        """The close code and reason, ``(None, "")`` while open."""
+
+
+class WebSocket:
+    """A WebSocket connection, seen from a synchronous view.
+
+    Views get it as ``request.websocket``; they never build one themselves.
+    Every method is safe to call after the connection closed: receiving methods
+    return ``None`` (or the fallback), :meth:`send` raises
+    :class:`~django_websocket.exceptions.ConnectionClosed`. :meth:`send` may be
+    called from any thread; receiving is for one thread at a time.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[str | None], Transport],
+        offered_protocols: Sequence[str] = (),
+        max_pending: int = 16,
+    ) -> None:
+        self._opener = opener
+        self._offered = tuple(offered_protocols)
+        self._supported: tuple[str, ...] = ()
+        self._transport: Transport | None = None
+        self._refused: tuple[int, str] | None = None
+        self._pending: deque[Message] = deque()
+        self._max_pending = max(1, max_pending)
+        self._accept_lock = threading.Lock()
+
+    # ---- handshake ---------------------------------------------------------------------
+
+    def set_protocols(self, protocols: Sequence[str] | None) -> None:
+        """Set the subprotocols the view supports (done by the decorator)."""
+        if self._transport is not None:
+            raise InvalidState("subprotocols cannot change after the handshake")
+        self._supported = tuple(protocols or ())
+
+    @property
+    def protocol(self) -> str | None:
+        """The subprotocol chosen for this connection, or ``None``.
+
+        It is the first subprotocol the client offers among those given to
+        ``@accept_websocket(protocols=[...])``; it is known before the handshake.
+        """
+        if self._transport is not None:
+            return self._transport.subprotocol
+        return select_subprotocol(self._offered, self._supported)
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the 101 response was sent."""
+        return self._transport is not None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the view closed the WebSocket before accepting it."""
+        return self._refused is not None
+
+    def accept(self) -> None:
+        """Send the 101 response now, if it was not sent yet.
+
+        Other methods accept implicitly; call this to open the connection before
+        the first message, for example to start a long computation afterwards.
+        Accepting a WebSocket that :meth:`close` refused does nothing.
+        """
+        self._open()
+
+    def _open(self) -> Transport | None:
+        transport = self._transport
+        if transport is not None or self._refused is not None:
+            return transport
+        with self._accept_lock:
+            if self._transport is None and self._refused is None:
+                try:
+                    self._transport = self._opener(self.protocol)
+                except OSError:
+                    # The client went away during the handshake.
+                    self._refused = (1006, "")
+            return self._transport
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> Message | None:
+        """Return the next message, blocking until one arrives.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            The message, or ``None`` once the client has closed the connection
+            (or vanished) and every message received before was handed out.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses before a message arrives.
+        """
+        if self._pending:
+            return self._pending.popleft()
+        transport = self._open()
+        if transport is None:
+            return None
+        try:
+            return transport.receive(timeout)
+        except ConnectionClosed:
+            return None
+
+    def read(self, fallback: _Fallback | None = None) -> Message | _Fallback | None:
+        """Return a message that has already arrived, without blocking.
+
+        Args:
+            fallback: what to return when no message is waiting (the original
+                library's optional argument).
+
+        Returns:
+            The oldest waiting message, or ``fallback`` when none is waiting or
+            the connection is closed and drained.
+        """
+        if self._pending:
+            return self._pending.popleft()
+        transport = self._open()
+        if transport is None:
+            return fallback
+        try:
+            return transport.receive(0)
+        except (TimeoutError, ConnectionClosed):
+            return fallback
+
+    def count_messages(self) -> int:
+        """Return how many messages have arrived and wait to be read, without blocking.
+
+        The count stops at ``WEBSOCKET_MAX_QUEUE``: past it the server stops
+        reading from the client, which is how a slow view pushes back.
+        """
+        transport = self._open()
+        if transport is None:
+            return len(self._pending)
+        while len(self._pending) < self._max_pending:
+            try:
+                self._pending.append(transport.receive(0))
+            except (TimeoutError, ConnectionClosed):
+                break
+        return len(self._pending)
+
+    def has_messages(self) -> bool:
+        """Return ``True`` if a message is waiting to be read, without blocking."""
+        if self._pending:
+            return True
+        message = self.read()
+        if message is None:
+            return False
+        self._pending.append(message)
+        return True
+
+    def __iter__(self) -> Iterator[Message]:
+        """Yield every message from the client; stop once it closes the connection."""
+        while (message := self.wait()) is not None:
+            yield message
+
+    def wait_json(self, timeout: float | None = None) -> Any:
+        """Wait for one message and decode it as JSON.
+
+        Returns:
+            The decoded value, or ``None`` once the connection is closed.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses first.
+            ValueError: when the message is not valid JSON.
+        """
+        message = self.wait(timeout)
+        return None if message is None else json.loads(message)
+
+    # ---- sending -----------------------------------------------------------------------
+
+    def send(self, message: object) -> None:
+        """Send one message to the client.
+
+        ``str`` goes as a text frame, ``bytes`` (or ``bytearray``, ``memoryview``)
+        as a binary frame, anything else as the text of ``str(message)``, as the
+        original library did.
+
+        Raises:
+            ConnectionClosed: when the connection is already closed.
+        """
+        if isinstance(message, str | bytes):
+            data: Message = message
+        elif isinstance(message, bytearray | memoryview):
+            data = bytes(message)
+        else:
+            data = str(message)
+        transport = self._open()
+        if transport is None:
+            code, reason = self._refused or (1006, "")
+            raise ConnectionClosed(code, reason)
+        transport.send(data)
+
+    def send_json(self, value: Any) -> None:
+        """Send ``value`` encoded as JSON, in a text frame."""
+        self.send(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+    # ---- closing -----------------------------------------------------------------------
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``; wait for the client (bounded).
+
+        Before the handshake, closing refuses the WebSocket: the client gets an
+        HTTP 403 response instead of a connection. Closing twice does nothing.
+        """
+        with self._accept_lock:
+            if self._transport is None:
+                if self._refused is None:
+                    self._refused = (code, reason)
+                return
+        self._transport.close(code, reason)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed, closing, or was refused."""
+        if self._transport is None:
+            return self._refused is not None
+        return self._transport.closed
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code (from the client's close frame, else ours), or ``None`` while open.
+
+        1006 means the connection ended without a close frame.
+        """
+        if self._transport is None:
+            return None if self._refused is None else self._refused[0]
+        return self._transport.close_info[0]
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason that came with :attr:`close_code`, or ``None`` while open."""
+        if self._transport is None:
+            return None if self._refused is None else self._refused[1]
+        code, reason = self._transport.close_info
+        return None if code is None else reason

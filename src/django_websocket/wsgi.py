@@ -1,0 +1,287 @@
+"""The WSGI transport: take over the client's socket and speak WebSocket on it.
+
+A WSGI server hands the application a parsed request and expects a response
+back; a WebSocket needs the raw connection instead. Every server keeps that
+connection somewhere else and must be kept from writing its own HTTP response
+after the WebSocket is over. The table :data:`SERVERS` says, per server, where
+the socket is and how the response is suppressed; each row has a live test.
+
+After the closing handshake the socket is shut down in both directions before
+control returns to the server, so whatever the server still tries to write
+fails at once (EPIPE, which every supported server treats as a client that went
+away) and not one byte of HTTP follows the close frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.servers.basehttp import ServerHandler, WSGIRequestHandler, WSGIServer
+
+from .exceptions import ConnectionClosed, UnsupportedServer
+from .protocol import (
+    OPEN,
+    BlockingConnection,
+    EngineConnectionClosed,
+    EngineLimits,
+    connection_close_info,
+    open_blocking_connection,
+    perform_handshake,
+)
+
+__all__ = [
+    "RUNSERVER_SOCKET_KEY",
+    "SERVERS",
+    "TAKEN_OVER_KEY",
+    "WSGIConnection",
+    "WSGIServerSupport",
+    "WebSocketWSGIServer",
+    "find_socket",
+    "open_connection",
+    "request_headers",
+    "supported_servers",
+]
+
+logger = logging.getLogger("django_websocket")
+
+#: environ key under which our runserver puts the client socket.
+RUNSERVER_SOCKET_KEY = "django_websocket.socket"
+#: environ key set once the socket belongs to a WebSocket; servers must not answer.
+TAKEN_OVER_KEY = "django_websocket.taken_over"
+
+
+@dataclass(frozen=True)
+class WSGIServerSupport:
+    """How one WSGI server lends its client socket.
+
+    Attributes:
+        name: the server, as users know it.
+        socket_key: the environ key holding the client socket.
+        finish: how the server learns that the response was already handled.
+    """
+
+    name: str
+    socket_key: str
+    finish: str
+
+
+SERVERS: tuple[WSGIServerSupport, ...] = (
+    WSGIServerSupport(
+        name="Django runserver (with django_websocket in INSTALLED_APPS)",
+        socket_key=RUNSERVER_SOCKET_KEY,
+        finish=f"its request handler sees environ[{TAKEN_OVER_KEY!r}] and writes nothing",
+    ),
+    WSGIServerSupport(
+        name="gunicorn (sync, gthread and gevent workers)",
+        socket_key="gunicorn.socket",
+        finish="the socket is shut down; the worker's write fails with EPIPE, logged at debug",
+    ),
+)
+
+
+def supported_servers() -> str:
+    """Name the servers WebSockets work on, for error messages."""
+    return "; ".join(row.name for row in SERVERS) + "; or any ASGI server"
+
+
+def find_socket(environ: dict[str, Any]) -> socket.socket:
+    """Return the client socket the WSGI server keeps in ``environ``.
+
+    Raises:
+        UnsupportedServer: when no known server put a socket there.
+    """
+    for row in SERVERS:
+        sock = environ.get(row.socket_key)
+        if sock is not None:
+            return sock  # type: ignore[no-any-return]
+    raise UnsupportedServer(
+        f"{environ.get('SERVER_SOFTWARE', 'this WSGI server')} does not hand over client "
+        f"connections, so it cannot serve WebSockets. Supported: {supported_servers()}."
+    )
+
+
+def request_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rebuild the request's headers from a WSGI environ."""
+    headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((key[5:].replace("_", "-").title(), value))
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers.append((key.replace("_", "-").title(), environ[key]))
+    return headers
+
+
+def _request_target(environ: dict[str, Any]) -> str:
+    path = environ.get("RAW_URI") or (
+        (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
+    )
+    if "?" not in path and environ.get("QUERY_STRING"):
+        path += "?" + environ["QUERY_STRING"]
+    # The engine only re-parses the request; a non-ASCII path must not stop it.
+    return str(path).encode("latin-1", "replace").decode("ascii", "replace")
+
+
+class WSGIConnection:
+    """A WebSocket over a taken-over WSGI socket, in blocking style.
+
+    It adapts websockets' threaded connection to the small surface the
+    :class:`~django_websocket.WebSocket` facade needs and turns the engine's
+    exceptions into ours.
+    """
+
+    def __init__(self, environ: dict[str, Any], server_socket: socket.socket,
+                 connection: BlockingConnection) -> None:
+        self._environ = environ
+        self._server_socket = server_socket
+        self._connection = connection
+        self.subprotocol: str | None = connection.subprotocol
+        self._finished = threading.Event()
+
+    def receive(self, timeout: float | None) -> str | bytes:
+        """Return the next message.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses first (0 means "only if waiting").
+            ConnectionClosed: once the connection is closed and drained.
+        """
+        try:
+            return self._connection.recv(timeout)
+        except EngineConnectionClosed:
+            raise self._closed_error() from None
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message (``str`` as text, ``bytes`` as binary)."""
+        try:
+            self._connection.send(data)
+        except EngineConnectionClosed:
+            raise self._closed_error() from None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake, wait for it (bounded), and release the socket."""
+        try:
+            self._connection.close(code, reason)
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Hand control back to the server so that it writes nothing more."""
+        if self._finished.is_set():
+            return
+        self._finished.set()
+        self._environ[TAKEN_OVER_KEY] = True
+        # The engine closed its duplicate of the socket; the server still holds the
+        # original. Shutting it down makes any late write of the server fail fast.
+        try:
+            self._server_socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        """Whether the closing handshake has started or the connection is gone."""
+        return self._connection.state is not OPEN
+
+    @property
+    def close_info(self) -> tuple[int | None, str]:
+        """The close code and reason, or ``(None, "")`` while the connection is open."""
+        if self._connection.state is OPEN:
+            return None, ""
+        return connection_close_info(self._connection)
+
+    def _closed_error(self) -> ConnectionClosed:
+        code, reason = connection_close_info(self._connection)
+        return ConnectionClosed(code, reason)
+
+
+def open_connection(
+    environ: dict[str, Any],
+    subprotocol: str | None,
+    limits: EngineLimits,
+    response_headers: list[tuple[str, str]] | None = None,
+) -> WSGIConnection:
+    """Send the 101 response on the client socket and start the WebSocket.
+
+    Raises:
+        UnsupportedServer: when the server does not lend its socket.
+        HandshakeFailed: when the engine refuses the request.
+        OSError: when the client went away during the handshake.
+    """
+    server_socket = find_socket(environ)
+    protocol, response = perform_handshake(
+        _request_target(environ), request_headers(environ), subprotocol, limits,
+        response_headers or (),
+    )
+    server_socket.sendall(response)
+    environ[TAKEN_OVER_KEY] = True
+    # The engine closes the socket it is given; it gets a duplicate so that the
+    # server's own socket object stays valid until the server lets go of it.
+    engine_socket = server_socket.dup()
+    engine_socket.settimeout(None)
+    return WSGIConnection(environ, server_socket, open_blocking_connection(engine_socket, protocol, limits))
+
+
+# ---- runserver: our request handler and server class -----------------------------------
+
+
+class WebSocketServerHandler(ServerHandler):
+    """Django's dev-server handler, silent for requests that became WebSockets."""
+
+    def finish_response(self) -> None:
+        """Write the response, unless the socket was taken over by a WebSocket."""
+        if not self.environ.get(TAKEN_OVER_KEY):
+            super().finish_response()
+            return
+        self.request_handler.close_connection = True
+        # Log the upgrade like any request ("GET /ws/ HTTP/1.1" 101), write nothing.
+        self.request_handler.log_request(101, 0)
+        result_close: Callable[[], None] | None = getattr(self.result, "close", None)
+        if result_close is not None:
+            result_close()
+
+
+class WebSocketRequestHandler(WSGIRequestHandler):
+    """Django's dev-server request handler that lends its socket to WebSockets."""
+
+    def get_environ(self) -> dict[str, Any]:
+        """Add the client socket to the environ, under :data:`RUNSERVER_SOCKET_KEY`."""
+        environ: dict[str, Any] = super().get_environ()
+        environ[RUNSERVER_SOCKET_KEY] = self.connection
+        return environ
+
+    def handle_one_request(self) -> None:
+        """Handle one request like Django does, with :class:`WebSocketServerHandler`."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = ""
+            self.request_version = ""
+            self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = WebSocketServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ())
+        handler.request_handler = self
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
+
+    def handle(self) -> None:
+        """Serve requests until the connection closes or becomes a WebSocket."""
+        try:
+            super().handle()
+        except OSError:
+            # A WebSocket that ended with a reset leaves nothing to shut down.
+            pass
+
+
+class WebSocketWSGIServer(WSGIServer):
+    """Django's dev server, with a request handler that can lend its socket."""
+
+    def __init__(self, server_address: Any, handler_class: Any, *args: Any, **kwargs: Any) -> None:
+        if handler_class is WSGIRequestHandler:
+            handler_class = WebSocketRequestHandler
+        super().__init__(server_address, handler_class, *args, **kwargs)

@@ -1,0 +1,39 @@
+"""Settings of the project the tests serve (in process and in server subprocesses)."""
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+INSTALLED_APPS = [
+    "django_websocket",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+# Server subprocesses run with and without our middleware.
+if os.environ.get("DJWS_MIDDLEWARE") == "1":
+    MIDDLEWARE.append("django_websocket.middleware.WebSocketMiddleware")
+ROOT_URLCONF = "tests.urls"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+USE_TZ = True
+STATIC_URL = "/static/"
+LOGIN_URL = "/login/"
+WEBSOCKET_PING_INTERVAL = float(os.environ.get("DJWS_PING_INTERVAL", "20"))
+WEBSOCKET_PING_TIMEOUT = float(os.environ.get("DJWS_PING_TIMEOUT", "20"))
+WEBSOCKET_CLOSE_TIMEOUT = 2
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django_websocket": {"handlers": ["console"], "level": "INFO"},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
+}

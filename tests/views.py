@@ -1,0 +1,182 @@
+"""Views the tests talk to, one behaviour each."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, HttpResponseForbidden
+from django.utils.decorators import method_decorator
+from django.views import View
+
+from django_websocket import accept_websocket, require_websocket
+
+
+def record(name, value):
+    """Write what a view observed where the test can read it (server subprocesses)."""
+    folder = os.environ.get("DJWS_RESULTS")
+    if folder:
+        Path(folder, f"{name}.json").write_text(json.dumps(value))
+
+
+@accept_websocket
+def echo(request):
+    if not request.is_websocket():
+        return HttpResponse("plain echo")
+    for message in request.websocket:
+        request.websocket.send(message)
+
+
+@require_websocket(protocols=["chat.v2", "chat.v1"])
+def chat(request):
+    request.websocket.send(f"protocol={request.websocket.protocol}")
+    for message in request.websocket:
+        request.websocket.send(message)
+
+
+@require_websocket
+def info(request, room="", number=0):
+    request.websocket.send_json(
+        {
+            "path": request.path,
+            "room": room,
+            "number": number,
+            "query": request.GET.get("q"),
+            "secure": request.is_secure(),
+            "user": str(request.user) if hasattr(request, "user") else None,
+            "protocol": request.websocket.protocol,
+            "is_websocket": request.is_websocket(),
+        }
+    )
+
+
+@require_websocket
+def close_with(request):
+    request.websocket.accept()
+    request.websocket.close(int(request.GET.get("code", "1000")), request.GET.get("reason", ""))
+    record("close_with", {"closed": request.websocket.closed, "code": request.websocket.close_code})
+
+
+@require_websocket
+def fail(request):
+    request.websocket.send("about to fail")
+    raise ValueError("boom in a WebSocket view")
+
+
+@require_websocket
+def forbidden(request):
+    return HttpResponseForbidden("no entry\n")
+
+
+@require_websocket
+@login_required
+def private(request):
+    request.websocket.send("hello member")
+
+
+@require_websocket
+def refuse_by_close(request):
+    request.websocket.close(4003, "not today")
+
+
+@require_websocket
+def timeout(request):
+    try:
+        request.websocket.wait(timeout=0.2)
+    except TimeoutError:
+        request.websocket.send("timed out")
+    request.websocket.send(f"then {request.websocket.wait()}")
+
+
+@require_websocket
+def drain_after_close(request):
+    """The client sends three messages and closes; the view reads after that."""
+    request.websocket.accept()
+    deadline = time.monotonic() + 5
+    while not request.websocket.closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    received = [request.websocket.wait(), request.websocket.read(), request.websocket.wait()]
+    after = [request.websocket.wait(), request.websocket.read("fallback")]
+    iterated = list(request.websocket)
+    record("drain_after_close", {
+        "received": received, "after": after, "iterated": iterated,
+        "count": request.websocket.count_messages(),
+        "has": request.websocket.has_messages(),
+        "code": request.websocket.close_code, "reason": request.websocket.close_reason,
+    })
+
+
+@require_websocket
+def counting(request):
+    """Count the messages waiting once the client said how many it sent."""
+    expected = int(request.websocket.wait())
+    deadline = time.monotonic() + 5
+    while request.websocket.count_messages() < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    count = request.websocket.count_messages()
+    has = request.websocket.has_messages()
+    first = request.websocket.read()
+    rest = [request.websocket.read() for _ in range(count - 1)]
+    request.websocket.send_json({"count": count, "has": has, "first": first, "rest": rest,
+                                 "empty_read": request.websocket.read("none"),
+                                 "has_after": request.websocket.has_messages()})
+
+
+@require_websocket
+def types(request):
+    request.websocket.send("text")
+    request.websocket.send(b"\x00\x01binary")
+    request.websocket.send(42)
+    request.websocket.send(bytearray(b"ba"))
+    request.websocket.send_json({"a": [1, "é"]})
+    request.websocket.send(request.websocket.wait_json())
+    message = request.websocket.wait()
+    request.websocket.send(type(message).__name__)
+
+
+@require_websocket
+def watch_close(request):
+    """Wait until the client goes, then record what the view saw."""
+    message = request.websocket.wait()
+    record("watch_close", {"message": message, "closed": request.websocket.closed,
+                           "code": request.websocket.close_code})
+
+
+@require_websocket
+def push_after_close(request):
+    request.websocket.wait()
+    try:
+        request.websocket.send("late")
+        outcome = "sent"
+    except Exception as exc:  # noqa: BLE001 - the test reads the class name
+        outcome = type(exc).__name__
+    record("push_after_close", {"outcome": outcome})
+
+
+@require_websocket
+def untouched(request):
+    """Returns without using the WebSocket: accepted, then closed with 1000."""
+
+
+def plain(request):
+    return HttpResponse("plain view")
+
+
+def legacy_attribute(request):
+    if request.is_websocket():
+        request.websocket.send("legacy attribute accepted")
+        return None
+    return HttpResponse("legacy plain")
+
+
+legacy_attribute.accept_websocket = True
+
+
+@method_decorator(accept_websocket, name="dispatch")
+class ClassBased(View):
+    def get(self, request, name):
+        if request.is_websocket():
+            request.websocket.send(f"class-based {name}")
+            return None
+        return HttpResponse(f"class-based plain {name}")
