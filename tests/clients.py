@@ -1,0 +1,132 @@
+"""Small real clients for the tests: raw HTTP upgrade requests and a frame reader."""
+
+import base64
+import os
+import socket
+import time
+
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from .conftest import timeout
+
+
+def upgrade_headers(port: int, **overrides: str | None) -> dict[str, str]:
+    """Headers of a valid upgrade request; override or drop (None) any of them."""
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Version": "13",
+    }
+    for name, value in overrides.items():
+        name = name.replace("_", "-")
+        if value is None:
+            headers.pop(name, None)
+        else:
+            headers[name] = value
+    return headers
+
+
+def raw_request(port: int, path: str, headers: dict[str, str], method: str = "GET") -> bytes:
+    """Send one request on a new socket; return everything received until EOF (bounded)."""
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout(10)) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        return read_until_eof(sock)
+
+
+def read_until_eof(sock: socket.socket, limit: float = 10.0) -> bytes:
+    chunks = []
+    deadline = time.monotonic() + timeout(limit)
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if b"\r\n\r\n" in b"".join(chunks) and not b"".join(chunks).startswith(b"HTTP/1.1 101"):
+            # A refusal: read the body announced by Content-Length, then stop.
+            head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    if len(body) >= int(line.split(b":")[1]):
+                        return b"".join(chunks)
+    return b"".join(chunks)
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])
+
+
+def body_of(raw: bytes) -> bytes:
+    return raw.partition(b"\r\n\r\n")[2]
+
+
+class RawWebSocket:
+    """A client on a plain socket, driven by websockets' sans-I/O ClientProtocol.
+
+    Unlike the high-level client it can misbehave on purpose: vanish without a
+    close frame, never answer pings, send garbage.
+    """
+
+    def __init__(self, port: int, path: str, **headers: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout(10))
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
+        request = self.protocol.connect()
+        for name, value in headers.items():
+            request.headers[name.replace("_", "-")] = value
+        self.protocol.send_request(request)
+        self.flush()
+        self.received: list[bytes] = []
+        self.pending: list = []
+        self.response: Response | None = None
+        while self.response is None:
+            data = self.sock.recv(65536)
+            assert data, "server closed during the handshake"
+            self.received.append(data)
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Response):
+                    self.response = event
+                else:
+                    self.pending.append(event)
+
+    def flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.sock.sendall(data)
+
+    def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        self.flush()
+
+    def send_close(self, code: int = 1000) -> None:
+        self.protocol.send_close(code)
+        self.flush()
+
+    def events_until_eof(self) -> tuple[list[Frame], bytes]:
+        """Read until the server closes the TCP connection; return frames and raw bytes."""
+        frames: list[Frame] = []
+        raw = read_until_eof(self.sock)
+        self.received.append(raw)
+        self.protocol.receive_data(raw)
+        self.protocol.receive_eof()
+        frames.extend(e for e in self.protocol.events_received() if isinstance(e, Frame))
+        return frames, raw
+
+    def vanish(self) -> None:
+        """Drop the TCP connection without a close frame (RST)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+__all__ = ["Opcode", "RawWebSocket", "body_of", "raw_request", "status_of", "upgrade_headers"]

@@ -1,0 +1,148 @@
+"""Shared fixtures: real servers as subprocesses, real clients."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Every timeout in the tests scales with this factor, so a slow machine is not a flaky one.
+TIMEOUT_FACTOR = float(os.environ.get("DJWS_TIMEOUT_FACTOR", "1"))
+
+
+def timeout(seconds: float) -> float:
+    """Scale a test timeout by DJWS_TIMEOUT_FACTOR."""
+    return seconds * TIMEOUT_FACTOR
+
+
+SERVER_COMMANDS = {
+    "runserver": [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload"],
+    "gunicorn-gthread": [
+        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
+        "-k", "gthread", "--threads", "64", "--no-control-socket",
+    ],
+    "gunicorn-gevent": [
+        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
+        "-k", "gevent", "--no-control-socket",
+    ],
+    "gunicorn-sync": [
+        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
+        "-k", "sync", "--workers", "4", "--timeout", "0", "--no-control-socket",
+    ],
+}
+READY = re.compile(rb"(?:Starting development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Server:
+    """A server subprocess serving the test project."""
+
+    kind: str
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    results: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def result(self, name: str, wait: float = 5.0):
+        """Read what a view recorded, waiting for it to appear."""
+        import json
+
+        path = self.results / f"{name}.json"
+        deadline = time.monotonic() + timeout(wait)
+        while time.monotonic() < deadline:
+            if path.exists():
+                try:
+                    value = json.loads(path.read_text())
+                except ValueError:
+                    pass
+                else:
+                    path.unlink()
+                    return value
+            time.sleep(0.02)
+        raise AssertionError(f"view never recorded {name!r}; server log:\n{self.log()}")
+
+    def worker_pids(self) -> list[int]:
+        """The pids serving requests: gunicorn's workers, or runserver itself."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+        return pids if self.kind.startswith("gunicorn") else [self.process.pid]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout(10))
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None = None) -> Server:
+    """Start a server of ``kind`` on a free port; return once it listens."""
+    results = Path(tempfile.mkdtemp(prefix=f"djws-{kind}-"))
+    log_path = results / "server.log"
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        PYTHONUNBUFFERED="1",
+        DJWS_RESULTS=str(results),
+        DJWS_MIDDLEWARE="1" if middleware else "0",
+    )
+    env.update(extra_env or {})
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            SERVER_COMMANDS[kind], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout(30)
+    while time.monotonic() < deadline:
+        match = READY.search(log_path.read_bytes())
+        if match:
+            server = Server(kind, process, int(match.group(1)), log_path, results, env)
+            if kind.startswith("gunicorn"):
+                time.sleep(0.3 * TIMEOUT_FACTOR)  # workers boot after the arbiter listens
+            return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{kind} did not start:\n{log_path.read_text(errors='replace')}")
+
+
+WSGI_SERVERS = ["runserver", "gunicorn-gthread", "gunicorn-gevent", "gunicorn-sync"]
+
+
+@pytest.fixture(scope="module", params=WSGI_SERVERS)
+def server(request):
+    """Each WSGI server we support, without WebSocketMiddleware."""
+    running = start_server(request.param)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module", params=WSGI_SERVERS)
+def server_with_middleware(request):
+    """Each WSGI server we support, with WebSocketMiddleware installed."""
+    running = start_server(request.param, middleware=True)
+    yield running
+    running.stop()

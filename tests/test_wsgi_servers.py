@@ -1,0 +1,354 @@
+"""The whole API on every WSGI server we support, with a real client (no middleware)."""
+
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Opcode
+from websockets.sync.client import connect
+
+from .clients import RawWebSocket, body_of, raw_request, status_of, upgrade_headers
+from .conftest import timeout
+
+pytestmark = pytest.mark.server
+
+
+def ws(server, path, **kwargs):
+    kwargs.setdefault("origin", server.origin)
+    kwargs.setdefault("open_timeout", timeout(10))
+    kwargs.setdefault("close_timeout", timeout(5))
+    return connect(server.url + path, **kwargs)
+
+
+def test_readme_echo_once_echoes_one_message_then_closes_with_1000(server):
+    """echo_once (README, verbatim) sends the message back and closes normally."""
+    with ws(server, "/echo_once/") as client:
+        client.send("Hello, world")
+        assert client.recv(timeout(5)) == "Hello, world"
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1000
+
+
+def test_readme_lower_case_serves_websocket_and_plain_http(server):
+    """lower_case (README, verbatim) lowercases over WebSocket and over plain GET."""
+    with ws(server, "/lower_case/") as client:
+        for text in ["HeLLo", "WORLD", "ÉTÉ"]:
+            client.send(text)
+            assert client.recv(timeout(5)) == text.lower()
+    with urllib.request.urlopen(f"{server.origin}/lower_case/?message=HeLLo") as response:
+        assert response.status == 200
+        assert response.read() == b"hello"
+
+
+def test_text_arrives_as_str_and_binary_as_bytes(server):
+    """Text frames come back as text, binary frames as binary."""
+    with ws(server, "/echo/") as client:
+        client.send("text")
+        assert client.recv(timeout(5)) == "text"
+        client.send(b"\x00\xffbinary")
+        assert client.recv(timeout(5)) == b"\x00\xffbinary"
+        client.send("")
+        assert client.recv(timeout(5)) == ""
+
+
+def test_send_maps_types_to_frames(server):
+    """send() sends str as text, bytes as binary, anything else through str()."""
+    with ws(server, "/types/") as client:
+        received = [client.recv(timeout(5)) for _ in range(5)]
+        assert received == ["text", b"\x00\x01binary", "42", b"ba", '{"a":[1,"é"]}']
+        client.send(json.dumps("from wait_json"))
+        assert client.recv(timeout(5)) == "from wait_json"
+        client.send(b"bytes please")
+        assert client.recv(timeout(5)) == "bytes"
+
+
+def test_messages_up_to_the_limit_pass_and_larger_ones_close_with_1009(server):
+    """A message of 1 MiB is echoed; a larger one closes the connection with 1009."""
+    with ws(server, "/echo/", max_size=None) as client:
+        big = b"x" * 2**20
+        client.send(big)
+        assert client.recv(timeout(10)) == big
+        client.send(big + b"x")
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(10))
+        assert client.close_code == 1009
+
+
+def test_subprotocol_is_the_first_offered_by_the_client_that_the_view_speaks(server):
+    """protocols=[...] picks the client's first match; no match means no header."""
+    with ws(server, "/chat/", subprotocols=["chat.v1", "chat.v2"]) as client:
+        assert client.subprotocol == "chat.v1"
+        assert client.recv(timeout(5)) == "protocol=chat.v1"
+    with ws(server, "/chat/", subprotocols=["other", "chat.v2"]) as client:
+        assert client.subprotocol == "chat.v2"
+    with ws(server, "/chat/") as client:
+        assert client.subprotocol is None
+        assert client.recv(timeout(5)) == "protocol=None"
+    with ws(server, "/echo/", subprotocols=["chat.v1"]) as client:
+        assert client.subprotocol is None
+
+
+def test_view_gets_url_arguments_query_and_a_real_request(server):
+    """A WebSocket view receives URL kwargs, GET, request.user, is_websocket()."""
+    with ws(server, "/info/lobby/7/?q=search") as client:
+        info = json.loads(client.recv(timeout(5)))
+    assert info == {
+        "path": "/info/lobby/7/", "room": "lobby", "number": 7, "query": "search",
+        "secure": False, "user": "AnonymousUser", "protocol": None, "is_websocket": True,
+    }
+
+
+def test_close_code_and_reason_reach_the_client(server):
+    """close(code, reason) in the view is what the client sees."""
+    with ws(server, "/close_with/?code=4001&reason=bye") as client:
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert (client.close_code, client.close_reason) == (4001, "bye")
+    assert server.result("close_with") == {"closed": True, "code": 4001}
+
+
+def test_a_view_that_raises_closes_with_1011_and_logs_the_error(server):
+    """An exception after the handshake closes with 1011 and is logged with its traceback."""
+    with ws(server, "/fail/") as client:
+        assert client.recv(timeout(5)) == "about to fail"
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1011
+    deadline = time.monotonic() + timeout(5)
+    while "boom in a WebSocket view" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Internal Server Error: /fail/ (WebSocket closed with 1011)" in server.log()
+    assert "ValueError: boom in a WebSocket view" in server.log()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [
+        ("/forbidden/", 403, b"no entry\n"),
+        ("/refuse_by_close/", 403, None),
+        ("/private/", 302, None),
+    ],
+)
+def test_a_view_refuses_with_its_own_response_before_the_handshake(server, path, status, body):
+    """A response returned (or close() called) before first use refuses the WebSocket."""
+    raw = raw_request(server.port, path, upgrade_headers(server.port, Origin=server.origin))
+    assert status_of(raw) == status
+    assert not raw.startswith(b"HTTP/1.1 101")
+    if body is not None:
+        assert body_of(raw) == body
+    if status == 302:
+        assert b"\r\nLocation: /login/?next=/private/\r\n" in raw
+
+
+def test_wait_timeout_raises_timeout_error_and_the_connection_stays_open(server):
+    """wait(timeout=...) raises TimeoutError; the next wait still works."""
+    with ws(server, "/timeout/") as client:
+        assert client.recv(timeout(5)) == "timed out"
+        client.send("later")
+        assert client.recv(timeout(5)) == "then later"
+
+
+def test_messages_queued_before_the_close_are_handed_out_then_none(server):
+    """After the client closes, wait/read return queued messages first, then None at once."""
+    with ws(server, "/drain_after_close/") as client:
+        for text in ["a", "b", "c"]:
+            client.send(text)
+    assert server.result("drain_after_close") == {
+        "received": ["a", "b", "c"], "after": [None, "fallback"], "iterated": [],
+        "count": 0, "has": False, "code": 1000, "reason": "",
+    }
+
+
+def test_count_messages_has_messages_and_read_never_block(server):
+    """count_messages/has_messages/read report what arrived, without waiting."""
+    with ws(server, "/counting/") as client:
+        client.send("3")
+        for text in ["one", "two", "three"]:
+            client.send(text)
+        result = json.loads(client.recv(timeout(10)))
+    assert result == {
+        "count": 3, "has": True, "first": "one", "rest": ["two", "three"],
+        "empty_read": "none", "has_after": False,
+    }
+
+
+def test_a_client_that_vanishes_makes_wait_return_none(server):
+    """A dropped TCP connection (no close frame) ends wait() with None and code 1006."""
+    client = RawWebSocket(server.port, "/watch_close/", Origin=server.origin)
+    time.sleep(0.2 * 1)
+    client.vanish()
+    assert server.result("watch_close") == {"message": None, "closed": True, "code": 1006}
+
+
+def test_send_after_the_client_closed_raises_connection_closed(server):
+    """send() on a closed connection raises ConnectionClosed, which ends the view quietly."""
+    with ws(server, "/push_after_close/") as client:
+        pass
+    assert server.result("push_after_close") == {"outcome": "ConnectionClosed"}
+    assert "django_websocket.exceptions.ConnectionClosed" not in server.log()
+
+
+def test_a_view_that_returns_none_without_using_the_websocket_accepts_and_closes(server):
+    """Returning None accepts the WebSocket and closes it with 1000."""
+    with ws(server, "/untouched/") as client:
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1000
+
+
+def test_not_one_byte_of_http_follows_the_close_frame(server):
+    """After the 101 the stream holds WebSocket frames only, up to the server's EOF."""
+    client = RawWebSocket(server.port, "/echo_once/", Origin=server.origin)
+    assert client.response.status_code == 101
+    client.send_text("once")
+    client.send_close()
+    frames, raw = client.events_until_eof()
+    assert [frame.opcode for frame in frames] == [Opcode.TEXT, Opcode.CLOSE]
+    assert b"HTTP/" not in raw
+    assert client.protocol.handshake_exc is None
+    client.close()
+    assert sum(chunk.count(b"HTTP/1.1 101") for chunk in client.received) == 1
+
+
+def test_plain_http_to_require_websocket_gets_400_with_a_short_reason(server):
+    """require_websocket answers plain HTTP with 400 and says why."""
+    raw = raw_request(server.port, "/echo_once/", {"Host": f"127.0.0.1:{server.port}"})
+    assert status_of(raw) == 400
+    assert b"only takes WebSocket connections" in body_of(raw)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "method", "status", "reason"),
+    [
+        ({"Sec-WebSocket-Key": None}, "GET", 400, b"Sec-WebSocket-Key"),
+        ({"Sec-WebSocket-Key": "not base64!"}, "GET", 400, b"base64"),
+        ({"Sec-WebSocket-Key": "c2hvcnQ="}, "GET", 400, b"16 bytes"),
+        ({"Sec-WebSocket-Version": None}, "GET", 400, b"Sec-WebSocket-Version"),
+        ({"Sec-WebSocket-Version": "8"}, "GET", 426, b"version"),
+        ({"Connection": "keep-alive"}, "GET", 400, b"Connection"),
+        ({}, "POST", 400, b"GET"),
+    ],
+)
+def test_malformed_upgrade_requests_get_400_or_426_never_500(server, overrides, method, status, reason):
+    """Each handshake error gets its status and a short reason, and the server goes on."""
+    headers = upgrade_headers(server.port, Origin=server.origin, **overrides)
+    if method == "POST":
+        headers["Content-Length"] = "0"
+    raw = raw_request(server.port, "/echo/", headers, method=method)
+    assert status_of(raw) == status
+    assert reason in body_of(raw)
+    if status == 426:
+        assert b"\r\nSec-WebSocket-Version: 13\r\n" in raw
+    with ws(server, "/echo/") as client:
+        client.send("still serving")
+        assert client.recv(timeout(5)) == "still serving"
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1"])
+def test_a_foreign_origin_gets_403(server, origin):
+    """Cross-site WebSocket hijacking fails: other origins (and null) get 403."""
+    with pytest.raises(InvalidStatus) as refused:
+        ws(server, "/echo/", origin=origin)
+    assert refused.value.response.status_code == 403
+
+
+def test_the_same_origin_and_no_origin_are_allowed(server):
+    """The page's own origin connects; so does a non-browser client without Origin."""
+    for origin in [server.origin, None]:
+        with ws(server, "/echo/", origin=origin) as client:
+            client.send("ok")
+            assert client.recv(timeout(5)) == "ok"
+
+
+def test_garbage_from_the_client_closes_with_1002_and_the_worker_survives(server):
+    """Bytes that are not WebSocket frames close the connection with 1002."""
+    client = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+    client.sock.sendall(b"\x8f\x00this is not a frame")
+    frames, _ = client.events_until_eof()
+    client.close()
+    assert frames[-1].opcode == Opcode.CLOSE
+    assert frames[-1].data[:2] == (1002).to_bytes(2, "big")
+    with ws(server, "/echo/") as client:
+        client.send("after garbage")
+        assert client.recv(timeout(5)) == "after garbage"
+
+
+def test_invalid_utf8_closes_with_1007(server):
+    """A text frame that is not UTF-8 closes the connection with 1007."""
+    client = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+    client.protocol.send_frame(__import__("websockets").frames.Frame(Opcode.TEXT, b"\xff\xfe"))
+    client.flush()
+    frames, _ = client.events_until_eof()
+    client.close()
+    assert frames[-1].data[:2] == (1007).to_bytes(2, "big")
+
+
+def test_many_websockets_and_plain_requests_at_once(server):
+    """Several WebSockets stay open while plain HTTP requests are served."""
+    count = 3 if server.kind == "gunicorn-sync" else 12
+    clients = [ws(server, "/echo/", legacy=True) for _ in range(count)]
+    try:
+        if server.kind != "gunicorn-sync":  # its 4 workers are all taken by now
+            with urllib.request.urlopen(f"{server.origin}/lower_case/?message=BUSY", timeout=timeout(5)) as r:
+                assert r.read() == b"busy"
+        for index, client in enumerate(clients):
+            client.send(f"n{index}")
+        assert [c.recv(timeout(5)) for c in clients] == [f"n{i}" for i in range(count)]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _threads_and_fds(pid: int) -> tuple[int, int]:
+    import os
+
+    return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_no_thread_or_file_descriptor_leaks_after_many_connections(server):
+    """Clean closes, vanished clients and garbage leave threads and fds where they were."""
+    pids = server.worker_pids()
+
+    def exercise() -> None:
+        for round_ in range(12):
+            if round_ % 3 == 0:
+                raw = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+                raw.vanish()
+            elif round_ % 3 == 1:
+                raw = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+                raw.sock.sendall(b"\xff\xff\xff")
+                raw.events_until_eof()
+                raw.close()
+            else:
+                with ws(server, "/echo/") as client:
+                    client.send("x")
+                    client.recv(timeout(5))
+
+    exercise()  # warm-up: thread pools and lazy imports settle
+    time.sleep(0.5)
+    before = {pid: _threads_and_fds(pid) for pid in pids}
+    exercise()
+    deadline = time.monotonic() + timeout(10)
+    while time.monotonic() < deadline:
+        after = {pid: _threads_and_fds(pid) for pid in pids}
+        if all(after[p][0] <= before[p][0] and after[p][1] <= before[p][1] for p in pids):
+            break
+        time.sleep(0.1)
+    assert after == before or all(
+        after[p][0] <= before[p][0] and after[p][1] <= before[p][1] for p in pids
+    ), (before, after)
+
+
+def test_the_server_logs_no_error_for_normal_closes(server):
+    """Normal WebSocket closes leave no traceback or error line in the server log."""
+    with ws(server, "/echo/") as client:
+        client.send("quiet")
+        client.recv(timeout(5))
+    log = server.log()
+    for line in log.splitlines():
+        assert "Broken pipe" not in line and "Socket error" not in line, line
+    assert log.count("Traceback") == log.count("ValueError: boom in a WebSocket view")
