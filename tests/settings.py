@@ -37,3 +37,4 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR"},
     },
 }
+WEBSOCKET_ACCEPT_ALL = os.environ.get("DJWS_ACCEPT_ALL") == "1"

@@ -25,4 +25,6 @@ urlpatterns = [
     path("plain/", views.plain),
     path("legacy/", views.legacy_attribute),
     path("cbv/<str:name>/", views.ClassBased.as_view()),
+    path("undecorated/", views.undecorated_echo),
+    path("undecorated_fail/", views.undecorated_fail),
 ]

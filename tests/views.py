@@ -180,3 +180,17 @@ class ClassBased(View):
             request.websocket.send(f"class-based {name}")
             return None
         return HttpResponse(f"class-based plain {name}")
+
+
+def undecorated_echo(request):
+    """No decorator, no attribute: a WebSocket reaches it only with WEBSOCKET_ACCEPT_ALL."""
+    if request.is_websocket():
+        for message in request.websocket:
+            request.websocket.send(message)
+        return None
+    return HttpResponse(f"undecorated plain, is_websocket={request.is_websocket()}")
+
+
+def undecorated_fail(request):
+    request.websocket.send("about to fail")
+    raise ValueError("boom in an undecorated view")

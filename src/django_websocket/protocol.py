@@ -141,7 +141,7 @@ def open_blocking_connection(
     The connection reads in a thread of its own (and pings in another when
     keepalive is on); it closes the socket it is given when the connection ends.
     """
-    return BlockingConnection(
+    connection = BlockingConnection(
         sock,
         protocol,
         ping_interval=limits.ping_interval,
@@ -149,6 +149,9 @@ def open_blocking_connection(
         close_timeout=limits.close_timeout,
         max_queue=limits.max_queue,
     )
+    # websockets' own server starts keepalive after its handshake; we did the handshake.
+    connection.start_keepalive()
+    return connection
 
 
 def connection_close_info(connection: BlockingConnection) -> tuple[int, str]:

@@ -1,0 +1,171 @@
+"""WebSocketMiddleware on every WSGI server: routing, one handshake, WEBSOCKET_ACCEPT_ALL."""
+
+import time
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from .clients import RawWebSocket, body_of, raw_request, status_of, upgrade_headers
+from .conftest import WSGI_SERVERS, start_server, timeout
+
+pytestmark = pytest.mark.server
+
+
+def ws(server, path, **kwargs):
+    kwargs.setdefault("origin", server.origin)
+    kwargs.setdefault("open_timeout", timeout(10))
+    return connect(server.url + path, **kwargs)
+
+
+def test_a_websocket_to_a_view_that_does_not_accept_it_gets_400(server_with_middleware):
+    """Without a decorator or attribute, a WebSocket request is refused with 400."""
+    server = server_with_middleware
+    raw = raw_request(server.port, "/undecorated/", upgrade_headers(server.port, Origin=server.origin))
+    assert status_of(raw) == 400
+    assert b"does not accept WebSocket" in body_of(raw)
+
+
+def test_plain_requests_get_is_websocket_false(server_with_middleware):
+    """Every plain request has is_websocket() (False) and reaches any view."""
+    server = server_with_middleware
+    with urllib.request.urlopen(f"{server.origin}/undecorated/", timeout=timeout(5)) as response:
+        assert response.read() == b"undecorated plain, is_websocket=False"
+
+
+def test_the_original_accept_websocket_attribute_accepts(server_with_middleware):
+    """A view with accept_websocket = True (the original mechanism) takes WebSockets."""
+    server = server_with_middleware
+    with ws(server, "/legacy/") as client:
+        assert client.recv(timeout(5)) == "legacy attribute accepted"
+
+
+def test_decorator_and_middleware_together_send_exactly_one_handshake(server_with_middleware):
+    """A decorated view under the middleware answers with one 101, then frames only."""
+    server = server_with_middleware
+    client = RawWebSocket(server.port, "/echo_once/", Origin=server.origin)
+    client.send_text("once")
+    frames, raw = client.events_until_eof()
+    client.close()
+    handshake_bytes = b"".join(client.received)
+    assert handshake_bytes.count(b"HTTP/1.1 101") == 1
+    assert b"HTTP/" not in raw
+    assert [frame.data for frame in frames][0] == b"once"
+
+
+def test_readme_examples_work_under_the_middleware(server_with_middleware):
+    """Both README examples behave the same with the middleware installed."""
+    server = server_with_middleware
+    with ws(server, "/lower_case/") as client:
+        client.send("MiDDle")
+        assert client.recv(timeout(5)) == "middle"
+    with ws(server, "/echo_once/") as client:
+        client.send("x")
+        assert client.recv(timeout(5)) == "x"
+
+
+def test_class_based_views_accept_through_method_decorator(server_with_middleware):
+    """method_decorator(accept_websocket, name="dispatch") works with the middleware."""
+    server = server_with_middleware
+    with ws(server, "/cbv/alice/") as client:
+        assert client.recv(timeout(5)) == "class-based alice"
+    with urllib.request.urlopen(f"{server.origin}/cbv/bob/", timeout=timeout(5)) as response:
+        assert response.read() == b"class-based plain bob"
+
+
+def test_require_websocket_refuses_plain_http_under_the_middleware(server_with_middleware):
+    """Plain HTTP to a require_websocket view is 400 with the middleware too."""
+    server = server_with_middleware
+    raw = raw_request(server.port, "/echo_once/", {"Host": f"127.0.0.1:{server.port}"})
+    assert status_of(raw) == 400
+
+
+def test_malformed_upgrades_are_refused_for_any_url(server_with_middleware):
+    """The middleware answers a malformed upgrade with 400 even for unknown URLs."""
+    server = server_with_middleware
+    headers = upgrade_headers(server.port, Sec_WebSocket_Key=None)
+    assert status_of(raw_request(server.port, "/no/such/url/", headers)) == 400
+
+
+def test_class_based_views_work_without_middleware():
+    """method_decorator(accept_websocket) on a class-based view works with no middleware."""
+    server = start_server("runserver")
+    try:
+        with ws(server, "/cbv/carol/") as client:
+            assert client.recv(timeout(5)) == "class-based carol"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["runserver", "gunicorn-gthread"])
+def accept_all_server(request):
+    running = start_server(request.param, middleware=True, extra_env={"DJWS_ACCEPT_ALL": "1"})
+    yield running
+    running.stop()
+
+
+def test_accept_all_opens_every_view(accept_all_server):
+    """With WEBSOCKET_ACCEPT_ALL an undecorated view takes WebSockets."""
+    with ws(accept_all_server, "/undecorated/") as client:
+        client.send("all")
+        assert client.recv(timeout(5)) == "all"
+
+
+def test_an_undecorated_view_that_raises_closes_with_1011(accept_all_server):
+    """The middleware closes with 1011 and logs, as the decorator does."""
+    with ws(accept_all_server, "/undecorated_fail/") as client:
+        assert client.recv(timeout(5)) == "about to fail"
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1011
+    deadline = time.monotonic() + timeout(5)
+    while "boom in an undecorated view" not in accept_all_server.log():
+        assert time.monotonic() < deadline, accept_all_server.log()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread"])
+def test_keepalive_detects_a_peer_that_stopped_answering(kind):
+    """A client that never answers pings is declared dead; the view's wait() returns None."""
+    server = start_server(kind, extra_env={"DJWS_PING_INTERVAL": "0.2", "DJWS_PING_TIMEOUT": "0.3"})
+    try:
+        client = RawWebSocket(server.port, "/watch_close/", Origin=server.origin)
+        # This client never reads, so it never answers the server's pings.
+        result = server.result("watch_close", wait=10)
+        client.close()
+        assert result["message"] is None and result["closed"] is True
+        assert result["code"] in (1011, 1006)
+    finally:
+        server.stop()
+
+
+def test_an_unsupported_wsgi_server_gets_a_clear_501_and_a_log_line():
+    """Under a WSGI server that cannot lend its socket (wsgiref), the answer is 501."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io, sys, django, os\n"
+        "os.environ['DJANGO_SETTINGS_MODULE']='tests.settings'\n"
+        "from wsgiref.util import setup_testing_defaults\n"
+        "from django.core.wsgi import get_wsgi_application\n"
+        "app = get_wsgi_application()\n"
+        "env = {}\n"
+        "setup_testing_defaults(env)\n"
+        "env.update(PATH_INFO='/echo/', HTTP_HOST='127.0.0.1', SERVER_NAME='127.0.0.1',\n"
+        "  HTTP_UPGRADE='websocket', HTTP_CONNECTION='Upgrade', HTTP_SEC_WEBSOCKET_VERSION='13',\n"
+        "  HTTP_SEC_WEBSOCKET_KEY='dGhlIHNhbXBsZSBub25jZQ==', SERVER_SOFTWARE='wsgiref')\n"
+        "seen = []\n"
+        "body = b''.join(app(env, lambda status, headers: seen.append(status)))\n"
+        "print(seen[0]); print(body.decode())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout(30), cwd=str(__import__("tests.conftest").conftest.ROOT))
+    assert done.stdout.startswith("501"), done.stdout + done.stderr
+    assert "Supported: Django runserver" in done.stdout
+    assert "gunicorn" in done.stdout
+    assert "Cannot serve a WebSocket at /echo/" in done.stderr
+
+
+assert WSGI_SERVERS
