@@ -1,0 +1,1 @@
+"""The django-websocket demo project: an echo and a lowercase WebSocket view."""
