@@ -54,9 +54,10 @@ def read_until_eof(sock: socket.socket, limit: float = 10.0) -> bytes:
             # A refusal: read the body announced by Content-Length, then stop.
             head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
             for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    if len(body) >= int(line.split(b":")[1]):
-                        return b"".join(chunks)
+                if line.lower().startswith(b"content-length:") and len(body) >= int(
+                    line.split(b":")[1]
+                ):
+                    return b"".join(chunks)
     return b"".join(chunks)
 
 
@@ -122,7 +123,9 @@ class RawWebSocket:
 
     def vanish(self) -> None:
         """Drop the TCP connection without a close frame (RST)."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
         self.sock.close()
 
     def close(self) -> None:

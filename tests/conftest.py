@@ -25,19 +25,48 @@ def timeout(seconds: float) -> float:
 SERVER_COMMANDS = {
     "runserver": [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload"],
     "gunicorn-gthread": [
-        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
-        "-k", "gthread", "--threads", "64", "--no-control-socket",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "tests.wsgi:application",
+        "-b",
+        "127.0.0.1:0",
+        "-k",
+        "gthread",
+        "--threads",
+        "64",
+        "--no-control-socket",
     ],
     "gunicorn-gevent": [
-        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
-        "-k", "gevent", "--no-control-socket",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "tests.wsgi:application",
+        "-b",
+        "127.0.0.1:0",
+        "-k",
+        "gevent",
+        "--no-control-socket",
     ],
     "gunicorn-sync": [
-        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
-        "-k", "sync", "--workers", "4", "--timeout", "0", "--no-control-socket",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "tests.wsgi:application",
+        "-b",
+        "127.0.0.1:0",
+        "-k",
+        "sync",
+        "--workers",
+        "4",
+        "--timeout",
+        "0",
+        "--no-control-socket",
     ],
 }
-READY = re.compile(rb"(?:Starting development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)")
+READY = re.compile(
+    rb"(?:Starting development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)"
+)
 
 
 @dataclass
@@ -111,7 +140,11 @@ def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None 
     env.update(extra_env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            SERVER_COMMANDS[kind], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            SERVER_COMMANDS[kind],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     deadline = time.monotonic() + timeout(30)

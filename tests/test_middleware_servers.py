@@ -22,7 +22,9 @@ def ws(server, path, **kwargs):
 def test_a_websocket_to_a_view_that_does_not_accept_it_gets_400(server_with_middleware):
     """Without a decorator or attribute, a WebSocket request is refused with 400."""
     server = server_with_middleware
-    raw = raw_request(server.port, "/undecorated/", upgrade_headers(server.port, Origin=server.origin))
+    raw = raw_request(
+        server.port, "/undecorated/", upgrade_headers(server.port, Origin=server.origin)
+    )
     assert status_of(raw) == 400
     assert b"does not accept WebSocket" in body_of(raw)
 
@@ -51,7 +53,7 @@ def test_decorator_and_middleware_together_send_exactly_one_handshake(server_wit
     handshake_bytes = b"".join(client.received)
     assert handshake_bytes.count(b"HTTP/1.1 101") == 1
     assert b"HTTP/" not in raw
-    assert [frame.data for frame in frames][0] == b"once"
+    assert next(frame.data for frame in frames) == b"once"
 
 
 def test_readme_examples_work_under_the_middleware(server_with_middleware):
@@ -160,8 +162,13 @@ def test_an_unsupported_wsgi_server_gets_a_clear_501_and_a_log_line():
         "body = b''.join(app(env, lambda status, headers: seen.append(status)))\n"
         "print(seen[0]); print(body.decode())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout(30), cwd=str(__import__("tests.conftest").conftest.ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout(30),
+        cwd=str(__import__("tests.conftest").conftest.ROOT),
+    )
     assert done.stdout.startswith("501"), done.stdout + done.stderr
     assert "Supported: Django runserver" in done.stdout
     assert "gunicorn" in done.stdout

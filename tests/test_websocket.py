@@ -110,7 +110,12 @@ def test_wait_returns_messages_then_none_once_closed(pair):
     websocket, transport, _ = pair
     transport.client_sends("a", b"b")
     transport.client_closes(1001, "bye")
-    assert [websocket.wait(), websocket.wait(), websocket.wait(), websocket.wait()] == ["a", b"b", None, None]
+    assert [websocket.wait(), websocket.wait(), websocket.wait(), websocket.wait()] == [
+        "a",
+        b"b",
+        None,
+        None,
+    ]
     assert (websocket.closed, websocket.close_code, websocket.close_reason) == (True, 1001, "bye")
 
 
@@ -158,8 +163,15 @@ def test_iteration_yields_every_message_and_stops_at_close(pair):
 
 @pytest.mark.parametrize(
     ("value", "sent"),
-    [("text", "text"), (b"raw", b"raw"), (bytearray(b"ba"), b"ba"), (memoryview(b"mv"), b"mv"),
-     (42, "42"), (None, "None"), (["x"], "['x']")],
+    [
+        ("text", "text"),
+        (b"raw", b"raw"),
+        (bytearray(b"ba"), b"ba"),
+        (memoryview(b"mv"), b"mv"),
+        (42, "42"),
+        (None, "None"),
+        (["x"], "['x']"),
+    ],
 )
 def test_send_turns_values_into_text_or_binary(pair, value, sent):
     """str and bytes go as they are, bytes-likes as bytes, anything else through str()."""
@@ -195,7 +207,9 @@ def test_close_before_accept_refuses_and_never_opens(pair):
     websocket.close(4003, "no")
     assert websocket.refused and websocket.closed and not websocket.accepted
     assert (websocket.close_code, websocket.close_reason) == (4003, "no")
-    assert websocket.wait() is None and websocket.read("f") == "f" and websocket.count_messages() == 0
+    assert (
+        websocket.wait() is None and websocket.read("f") == "f" and websocket.count_messages() == 0
+    )
     with pytest.raises(ConnectionClosed):
         websocket.send("x")
     websocket.accept()

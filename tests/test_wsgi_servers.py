@@ -1,7 +1,6 @@
 """The whole API on every WSGI server we support, with a real client (no middleware)."""
 
 import json
-import threading
 import time
 import urllib.request
 
@@ -97,8 +96,14 @@ def test_view_gets_url_arguments_query_and_a_real_request(server):
     with ws(server, "/info/lobby/7/?q=search") as client:
         info = json.loads(client.recv(timeout(5)))
     assert info == {
-        "path": "/info/lobby/7/", "room": "lobby", "number": 7, "query": "search",
-        "secure": False, "user": "AnonymousUser", "protocol": None, "is_websocket": True,
+        "path": "/info/lobby/7/",
+        "room": "lobby",
+        "number": 7,
+        "query": "search",
+        "secure": False,
+        "user": "AnonymousUser",
+        "protocol": None,
+        "is_websocket": True,
     }
 
 
@@ -158,8 +163,13 @@ def test_messages_queued_before_the_close_are_handed_out_then_none(server):
         for text in ["a", "b", "c"]:
             client.send(text)
     assert server.result("drain_after_close") == {
-        "received": ["a", "b", "c"], "after": [None, "fallback"], "iterated": [],
-        "count": 0, "has": False, "code": 1000, "reason": "",
+        "received": ["a", "b", "c"],
+        "after": [None, "fallback"],
+        "iterated": [],
+        "count": 0,
+        "has": False,
+        "code": 1000,
+        "reason": "",
     }
 
 
@@ -171,8 +181,12 @@ def test_count_messages_has_messages_and_read_never_block(server):
             client.send(text)
         result = json.loads(client.recv(timeout(10)))
     assert result == {
-        "count": 3, "has": True, "first": "one", "rest": ["two", "three"],
-        "empty_read": "none", "has_after": False,
+        "count": 3,
+        "has": True,
+        "first": "one",
+        "rest": ["two", "three"],
+        "empty_read": "none",
+        "has_after": False,
     }
 
 
@@ -186,7 +200,7 @@ def test_a_client_that_vanishes_makes_wait_return_none(server):
 
 def test_send_after_the_client_closed_raises_connection_closed(server):
     """send() on a closed connection raises ConnectionClosed, which ends the view quietly."""
-    with ws(server, "/push_after_close/") as client:
+    with ws(server, "/push_after_close/"):
         pass
     assert server.result("push_after_close") == {"outcome": "ConnectionClosed"}
     assert "django_websocket.exceptions.ConnectionClosed" not in server.log()
@@ -233,7 +247,9 @@ def test_plain_http_to_require_websocket_gets_400_with_a_short_reason(server):
         ({}, "POST", 400, b"GET"),
     ],
 )
-def test_malformed_upgrade_requests_get_400_or_426_never_500(server, overrides, method, status, reason):
+def test_malformed_upgrade_requests_get_400_or_426_never_500(
+    server, overrides, method, status, reason
+):
     """Each handshake error gets its status and a short reason, and the server goes on."""
     headers = upgrade_headers(server.port, Origin=server.origin, **overrides)
     if method == "POST":
@@ -248,7 +264,9 @@ def test_malformed_upgrade_requests_get_400_or_426_never_500(server, overrides, 
         assert client.recv(timeout(5)) == "still serving"
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1"])
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1"]
+)
 def test_a_foreign_origin_gets_403(server, origin):
     """Cross-site WebSocket hijacking fails: other origins (and null) get 403."""
     with pytest.raises(InvalidStatus) as refused:
@@ -293,7 +311,9 @@ def test_many_websockets_and_plain_requests_at_once(server):
     clients = [ws(server, "/echo/", legacy=True) for _ in range(count)]
     try:
         if server.kind != "gunicorn-sync":  # its 4 workers are all taken by now
-            with urllib.request.urlopen(f"{server.origin}/lower_case/?message=BUSY", timeout=timeout(5)) as r:
+            with urllib.request.urlopen(
+                f"{server.origin}/lower_case/?message=BUSY", timeout=timeout(5)
+            ) as r:
                 assert r.read() == b"busy"
         for index, client in enumerate(clients):
             client.send(f"n{index}")

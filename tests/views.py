@@ -99,12 +99,18 @@ def drain_after_close(request):
     received = [request.websocket.wait(), request.websocket.read(), request.websocket.wait()]
     after = [request.websocket.wait(), request.websocket.read("fallback")]
     iterated = list(request.websocket)
-    record("drain_after_close", {
-        "received": received, "after": after, "iterated": iterated,
-        "count": request.websocket.count_messages(),
-        "has": request.websocket.has_messages(),
-        "code": request.websocket.close_code, "reason": request.websocket.close_reason,
-    })
+    record(
+        "drain_after_close",
+        {
+            "received": received,
+            "after": after,
+            "iterated": iterated,
+            "count": request.websocket.count_messages(),
+            "has": request.websocket.has_messages(),
+            "code": request.websocket.close_code,
+            "reason": request.websocket.close_reason,
+        },
+    )
 
 
 @require_websocket
@@ -118,9 +124,16 @@ def counting(request):
     has = request.websocket.has_messages()
     first = request.websocket.read()
     rest = [request.websocket.read() for _ in range(count - 1)]
-    request.websocket.send_json({"count": count, "has": has, "first": first, "rest": rest,
-                                 "empty_read": request.websocket.read("none"),
-                                 "has_after": request.websocket.has_messages()})
+    request.websocket.send_json(
+        {
+            "count": count,
+            "has": has,
+            "first": first,
+            "rest": rest,
+            "empty_read": request.websocket.read("none"),
+            "has_after": request.websocket.has_messages(),
+        }
+    )
 
 
 @require_websocket
@@ -139,8 +152,14 @@ def types(request):
 def watch_close(request):
     """Wait until the client goes, then record what the view saw."""
     message = request.websocket.wait()
-    record("watch_close", {"message": message, "closed": request.websocket.closed,
-                           "code": request.websocket.close_code})
+    record(
+        "watch_close",
+        {
+            "message": message,
+            "closed": request.websocket.closed,
+            "code": request.websocket.close_code,
+        },
+    )
 
 
 @require_websocket
@@ -149,7 +168,7 @@ def push_after_close(request):
     try:
         request.websocket.send("late")
         outcome = "sent"
-    except Exception as exc:  # noqa: BLE001 - the test reads the class name
+    except Exception as exc:
         outcome = type(exc).__name__
     record("push_after_close", {"outcome": outcome})
 

@@ -33,7 +33,7 @@ from django.conf import settings
 from .handshake import OriginPolicy
 from .protocol import EngineLimits
 
-__all__ = ["DEFAULTS", "SettingSpec", "SPECS", "engine_limits", "get", "origin_policy"]
+__all__ = ["DEFAULTS", "SPECS", "SettingSpec", "engine_limits", "get", "origin_policy"]
 
 
 @dataclass(frozen=True)
@@ -66,21 +66,33 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("WEBSOCKET_ALLOWED_ORIGINS", (), (list, tuple), description="a list of origins"),
     SettingSpec("WEBSOCKET_REQUIRE_ORIGIN", False, (bool,), description="a bool"),
     SettingSpec(
-        "WEBSOCKET_MAX_MESSAGE_SIZE", 2**20, (int,), allow_none=True,
+        "WEBSOCKET_MAX_MESSAGE_SIZE",
+        2**20,
+        (int,),
+        allow_none=True,
         description="a non-negative int or None",
     ),
     SettingSpec("WEBSOCKET_MAX_QUEUE", 16, (int,), description="a positive int"),
     SettingSpec(
-        "WEBSOCKET_PING_INTERVAL", 20.0, (int, float), allow_none=True,
+        "WEBSOCKET_PING_INTERVAL",
+        20.0,
+        (int, float),
+        allow_none=True,
         description="a number of seconds or None",
     ),
     SettingSpec(
-        "WEBSOCKET_PING_TIMEOUT", 20.0, (int, float), allow_none=True,
+        "WEBSOCKET_PING_TIMEOUT",
+        20.0,
+        (int, float),
+        allow_none=True,
         description="a number of seconds or None",
     ),
     SettingSpec("WEBSOCKET_CLOSE_TIMEOUT", 10.0, (int, float), description="a number of seconds"),
     SettingSpec(
-        "WEBSOCKET_COMPRESSION", "deflate", (str,), allow_none=True,
+        "WEBSOCKET_COMPRESSION",
+        "deflate",
+        (str,),
+        allow_none=True,
         description='"deflate" or None',
     ),
 )

@@ -35,7 +35,9 @@ def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) ->
         )
     # An inner require_websocket stays in force under an outer accept_websocket.
     require = require or bool(getattr(view, "require_websocket", False))
-    supported = tuple(protocols) if protocols is not None else getattr(view, "websocket_protocols", ())
+    supported = (
+        tuple(protocols) if protocols is not None else getattr(view, "websocket_protocols", ())
+    )
 
     @wraps(view)
     def _wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse | None:

@@ -67,7 +67,9 @@ class ConnectionClosed(WebSocketError):
     """
 
     def __init__(self, code: int | None, reason: str = "") -> None:
-        super().__init__(f"WebSocket connection is closed (code {code}{', ' + reason if reason else ''})")
+        super().__init__(
+            f"WebSocket connection is closed (code {code}{', ' + reason if reason else ''})"
+        )
         self.code = code
         self.reason = reason
 

@@ -126,7 +126,9 @@ def perform_handshake(
         raise HandshakeFailed(400, b"Failed to parse the WebSocket handshake request.\n", [])
     response = protocol.accept(events[0])
     if response.status_code != 101:
-        raise HandshakeFailed(response.status_code, response.body, list(response.headers.raw_items()))
+        raise HandshakeFailed(
+            response.status_code, bytes(response.body), list(response.headers.raw_items())
+        )
     for name, value in response_headers:
         response.headers[name] = value
     protocol.send_response(response)
@@ -168,4 +170,3 @@ def connection_close_info(connection: BlockingConnection) -> tuple[int, str]:
     if sent is not None:
         return int(sent.code), sent.reason
     return int(CloseCode.ABNORMAL_CLOSURE), ""
-

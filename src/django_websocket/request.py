@@ -9,6 +9,7 @@ same request (decorator and middleware together) does the work once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 from typing import Any
@@ -37,7 +38,11 @@ logger = logging.getLogger("django_websocket")
 request_logger = logging.getLogger("django.request")
 
 _HANDSHAKE_HEADERS = (
-    "upgrade", "connection", "sec-websocket-version", "sec-websocket-key", "sec-websocket-protocol",
+    "upgrade",
+    "connection",
+    "sec-websocket-version",
+    "sec-websocket-key",
+    "sec-websocket-protocol",
 )
 
 
@@ -95,7 +100,11 @@ def refuse_websocket() -> HttpResponse:
 
 
 def _headers(request: HttpRequest) -> dict[str, str]:
-    return {name: value for name in _HANDSHAKE_HEADERS if (value := request.headers.get(name)) is not None}
+    return {
+        name: value
+        for name in _HANDSHAKE_HEADERS
+        if (value := request.headers.get(name)) is not None
+    }
 
 
 def _own_origin(request: HttpRequest) -> str:
@@ -168,7 +177,9 @@ def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
         code, reason = websocket.close_code, websocket.close_reason
         if code == 1006:  # the client vanished during the handshake
             return TakenOverResponse()
-        return _text_response(403, f"WebSocket refused by the view (close code {code}). {reason}".strip())
+        return _text_response(
+            403, f"WebSocket refused by the view (close code {code}). {reason}".strip()
+        )
     if not websocket.accepted:
         if response is not None:
             return response
@@ -195,11 +206,11 @@ def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse | Non
     else:
         signals.got_request_exception.send(sender=None, request=request)
         request_logger.error(
-            "Internal Server Error: %s (WebSocket closed with 1011)", request.path,
-            exc_info=exc, extra={"status_code": 500, "request": request},
+            "Internal Server Error: %s (WebSocket closed with 1011)",
+            request.path,
+            exc_info=exc,
+            extra={"status_code": 500, "request": request},
         )
-        try:
+        with contextlib.suppress(OSError):
             websocket.close(1011, "internal error")
-        except OSError:
-            pass
     return finish(request, None)

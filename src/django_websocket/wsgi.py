@@ -14,6 +14,7 @@ away) and not one byte of HTTP follows the close frame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -135,8 +136,9 @@ class WSGIConnection:
     exceptions into ours.
     """
 
-    def __init__(self, environ: dict[str, Any], server_socket: socket.socket,
-                 connection: BlockingConnection) -> None:
+    def __init__(
+        self, environ: dict[str, Any], server_socket: socket.socket, connection: BlockingConnection
+    ) -> None:
         self._environ = environ
         self._server_socket = server_socket
         self._connection = connection
@@ -177,10 +179,8 @@ class WSGIConnection:
         self._environ[TAKEN_OVER_KEY] = True
         # The engine closed its duplicate of the socket; the server still holds the
         # original. Shutting it down makes any late write of the server fail fast.
-        try:
+        with contextlib.suppress(OSError):
             self._server_socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     @property
     def closed(self) -> bool:
@@ -214,7 +214,10 @@ def open_connection(
     """
     server_socket = find_socket(environ)
     protocol, response = perform_handshake(
-        _request_target(environ), request_headers(environ), subprotocol, limits,
+        _request_target(environ),
+        request_headers(environ),
+        subprotocol,
+        limits,
         response_headers or (),
     )
     server_socket.sendall(response)
@@ -223,7 +226,9 @@ def open_connection(
     # server's own socket object stays valid until the server lets go of it.
     engine_socket = server_socket.dup()
     engine_socket.settimeout(None)
-    return WSGIConnection(environ, server_socket, open_blocking_connection(engine_socket, protocol, limits))
+    return WSGIConnection(
+        environ, server_socket, open_blocking_connection(engine_socket, protocol, limits)
+    )
 
 
 # ---- runserver: our request handler and server class -----------------------------------
@@ -231,6 +236,11 @@ def open_connection(
 
 class WebSocketServerHandler(ServerHandler):
     """Django's dev-server handler, silent for requests that became WebSockets."""
+
+    # Set by wsgiref's BaseHandler and by our request handler; untyped in the stubs.
+    environ: dict[str, Any]
+    request_handler: Any
+    result: Any
 
     def finish_response(self) -> None:
         """Write the response, unless the socket was taken over by a WebSocket."""
@@ -265,17 +275,11 @@ class WebSocketRequestHandler(WSGIRequestHandler):
             return
         if not self.parse_request():
             return
-        handler = WebSocketServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ())
+        handler = WebSocketServerHandler(
+            self.rfile, self.wfile, self.get_stderr(), self.get_environ()
+        )
         handler.request_handler = self
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
-
-    def handle(self) -> None:
-        """Serve requests until the connection closes or becomes a WebSocket."""
-        try:
-            super().handle()
-        except OSError:
-            # A WebSocket that ended with a reset leaves nothing to shut down.
-            pass
 
 
 class WebSocketWSGIServer(WSGIServer):

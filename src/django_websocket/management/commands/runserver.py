@@ -9,10 +9,10 @@ WebSocket views. Autoreload, threading and every option stay as they are;
 
 from __future__ import annotations
 
-from argparse import ArgumentParser
 from typing import Any
 
 from django.apps import apps
+from django.core.management.base import CommandParser
 
 from django_websocket.wsgi import WebSocketWSGIServer
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
     help = "Starts a lightweight web server for development, with WebSocket support."
     server_cls = WebSocketWSGIServer
 
-    def add_arguments(self, parser: ArgumentParser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         """Add Django's options, and ``--multithreaded`` for compatibility."""
         super().add_arguments(parser)
         parser.add_argument(

@@ -1,0 +1,37 @@
+# Two commands for a fresh machine with Python 3.11+: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck layers pytest test-django61 clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Serve example/ on http://127.0.0.1:8000 (echo and lowercase pages)
+	$(BIN)/python example/manage.py runserver 127.0.0.1:8000
+
+test: lint typecheck layers pytest  ## The whole suite, ruff, mypy --strict and the layer contracts
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests example
+	$(BIN)/ruff format --check src tests example
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-django61: $(STAMP)  ## The suite on Python 3.13 with Django 6.1 (needs python3.13)
+	$(BIN)/nox --session "tests-3.13(django='6.1')"
+
+clean:
+	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache

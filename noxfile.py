@@ -1,0 +1,18 @@
+"""Test matrix: Python 3.11 with Django 5.2 LTS, Python 3.13 with Django 6.1."""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+MATRIX = [("3.11", "5.2"), ("3.13", "6.1")]
+
+
+@nox.session
+@nox.parametrize(("python", "django"), MATRIX)
+def tests(session: nox.Session, django: str) -> None:
+    """Run the suite on one Python and Django pair."""
+    major, minor = django.split(".")
+    session.install("-e", ".[test]", f"Django>={django},<{major}.{int(minor) + 1}")
+    session.run("python", "-c", "import django; print('Django', django.get_version())")
+    session.run("python", "-m", "pytest", *session.posargs)
