@@ -31,7 +31,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-django61: $(STAMP)  ## The suite on Python 3.13 with Django 6.1 (needs python3.13)
-	$(BIN)/nox --session "tests-3.13(django='6.1')"
+	$(BIN)/nox --session "tests(python='3.13', django='6.1')"
 
 clean:
 	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache

@@ -38,3 +38,4 @@ LOGGING = {
     },
 }
 WEBSOCKET_ACCEPT_ALL = os.environ.get("DJWS_ACCEPT_ALL") == "1"
+STATICFILES_DIRS = [os.path.join(os.path.dirname(__file__), "static")]

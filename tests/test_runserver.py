@@ -1,0 +1,87 @@
+"""Our runserver: Django's options, autoreload and static files kept, WebSockets added."""
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from django.core.management.base import CommandError
+from websockets.sync.client import connect
+
+from django_websocket.management.commands.runserver import Command
+from django_websocket.wsgi import WebSocketWSGIServer
+
+from .conftest import READY, ROOT, timeout
+
+pytestmark = pytest.mark.server
+
+
+def test_the_command_extends_staticfiles_runserver():
+    """With staticfiles installed, our command is a staticfiles runserver with our server."""
+    from django.contrib.staticfiles.management.commands.runserver import Command as Static
+
+    assert issubclass(Command, Static) and Command.server_cls is WebSocketWSGIServer
+
+
+def test_multithreaded_is_accepted_for_compatibility():
+    """--multithreaded parses (the original's option); Django's options remain."""
+    parser = Command().create_parser("manage.py", "runserver")
+    options = parser.parse_args(["--multithreaded", "--nostatic", "--noreload", "8001"])
+    assert options.multithreaded and not options.use_static_handler and not options.use_reloader
+
+
+def test_autoreload_static_files_and_websockets_together(tmp_path):
+    """runserver with its autoreloader serves static files, plain views and WebSockets."""
+    log = tmp_path / "runserver.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "runserver",
+                "127.0.0.1:0",
+                "--multithreaded",
+                "--insecure",
+                "--settings=tests.settings",
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout(30)
+        while not (match := READY.search(log.read_bytes())):
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        port = int(match.group(1))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/test.css") as response:
+            assert b"color" in response.read()
+        with connect(f"ws://127.0.0.1:{port}/echo/", open_timeout=timeout(10)) as client:
+            client.send("reloading server")
+            assert client.recv(timeout(5)) == "reloading server"
+        assert "Watching for file changes" in log.read_text() or process.poll() is None
+    finally:
+        import os
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout(10))
+
+
+def test_nothreading_warns_that_a_websocket_blocks_everything(capsys):
+    """--nothreading prints a warning before serving."""
+    command = Command()
+    command.stderr.write = lambda message, *a, **k: print(message, file=sys.stderr)
+    options = {
+        "use_threading": False,
+        "addrport": "127.0.0.1:notaport",
+        "use_ipv6": False,
+        "use_reloader": False,
+        "skip_checks": True,
+    }
+    with pytest.raises(CommandError):
+        command.handle(**options)
+    assert "--nothreading" in capsys.readouterr().err
