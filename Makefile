@@ -30,8 +30,11 @@ layers: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
+# pyenv's shims only answer for the selected version; put 3.13's own bin/ first on PATH.
+PY313_BIN := $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin))
+
 test-django61: $(STAMP)  ## The suite on Python 3.13 with Django 6.1 (needs python3.13)
-	$(BIN)/nox --session "tests(python='3.13', django='6.1')"
+	PATH="$(if $(PY313_BIN),$(PY313_BIN):)$$PATH" $(BIN)/nox --session "tests(python='3.13', django='6.1')"
 
 clean:
 	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache

@@ -4,6 +4,8 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
+# A missing interpreter is a failure, never a silent skip.
+nox.options.error_on_missing_interpreters = True
 
 MATRIX = [("3.11", "5.2"), ("3.13", "6.1")]
 
