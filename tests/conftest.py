@@ -65,7 +65,7 @@ SERVER_COMMANDS = {
     ],
 }
 READY = re.compile(
-    rb"(?:Starting development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)"
+    rb"(?:Starting (?:WSGI )?development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)"
 )
 
 

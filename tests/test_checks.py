@@ -27,7 +27,7 @@ def test_app_after_staticfiles_warns_w001():
 
 
 def test_middleware_mistakes_are_reported():
-    """Old MIDDLEWARE_CLASSES, swapped app/middleware and duplicates each have an id."""
+    """Old MIDDLEWARE_CLASSES, the app in MIDDLEWARE and duplicates each have an id."""
     with override_settings(MIDDLEWARE_CLASSES=[MIDDLEWARE]):
         assert "django_websocket.E002" in ids(check_middleware())
     with override_settings(MIDDLEWARE=["django_websocket"]):
@@ -46,7 +46,7 @@ def test_settings_of_the_wrong_type_are_errors():
         "WEBSOCKET_ALLOWED_ORIGINS": "https://example.com",
         "WEBSOCKET_MAX_MESSAGE_SIZE": -1,
         "WEBSOCKET_PING_INTERVAL": "20",
-        "WEBSOCKET_MAX_QUEUE": True,
+        "WEBSOCKET_MAX_QUEUE": 0,
         "WEBSOCKET_COMPRESSION": "gzip",
     }
     with override_settings(**bad):

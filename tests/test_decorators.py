@@ -194,3 +194,24 @@ def test_middleware_gives_plain_requests_is_websocket(rf):
 
     WebSocketMiddleware(inner)(rf.get("/"))
     assert seen == {"is_ws": False, "ws": None}
+
+
+def test_a_client_gone_during_the_handshake_ends_the_view_quietly(rf):
+    """send() after a failed 101 raises ConnectionClosed, which ends the view, not a 500."""
+    import socket
+
+    from django_websocket.request import TakenOverResponse
+
+    @require_websocket
+    def sender(request):
+        request.websocket.send("never arrives")
+
+    dead = socket.socket()  # never connected: writing to it fails like a vanished client
+    try:
+        request = rf.get("/", **UPGRADE)
+        request.environ["django_websocket.socket"] = dead
+        response = sender(request)
+    finally:
+        dead.close()
+    assert isinstance(response, TakenOverResponse)
+    assert request.websocket.close_code == 1006

@@ -49,6 +49,7 @@ def test_a_valid_request_passes():
     ("method", "change", "status", "words"),
     [
         ("POST", {}, 400, "GET"),
+        ("GET", {"upgrade": "websocket, h2c"}, 400, "Upgrade"),
         ("GET", {"connection": "keep-alive"}, 400, "Connection"),
         ("GET", {"sec-websocket-version": None}, 400, "Sec-WebSocket-Version"),
         ("GET", {"sec-websocket-version": "8"}, 426, "version"),

@@ -142,6 +142,25 @@ def test_keepalive_detects_a_peer_that_stopped_answering(kind):
         server.stop()
 
 
+@pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread", "gunicorn-gevent"])
+def test_a_client_that_never_reads_cannot_block_a_sending_view(kind):
+    """A view sending to a client that stopped reading sees the connection close, bounded."""
+    server = start_server(kind, extra_env={"DJWS_PING_INTERVAL": "0.3", "DJWS_PING_TIMEOUT": "0.5"})
+    try:
+        client = RawWebSocket(server.port, "/flood/", Origin=server.origin)
+        client.sock.setsockopt(
+            __import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096
+        )
+        result = server.result("flood", wait=20)
+        client.close()
+        assert result["outcome"] == "ConnectionClosed" and result["closed"] is True
+        with ws(server, "/echo/") as other:
+            other.send("still serving")
+            assert other.recv(timeout(5)) == "still serving"
+    finally:
+        server.stop()
+
+
 def test_an_unsupported_wsgi_server_gets_a_clear_501_and_a_log_line():
     """Under a WSGI server that cannot lend its socket (wsgiref), the answer is 501."""
     import subprocess

@@ -91,18 +91,18 @@ def test_the_handshake_waits_for_first_use(pair):
 def test_the_chosen_subprotocol_is_known_before_the_handshake(pair):
     """protocol is the client's first offer the view supports, before and after accept."""
     websocket, _, opened = pair
-    websocket.set_protocols(["chat.v2", "chat.v1"])
+    websocket._set_protocols(["chat.v2", "chat.v1"])
     assert websocket.protocol == "chat.v1"
     websocket.accept()
     assert opened == ["chat.v1"] and websocket.protocol == "chat.v1"
 
 
 def test_protocols_cannot_change_after_the_handshake(pair):
-    """set_protocols after accept is a misuse (InvalidState, a RuntimeError)."""
+    """Changing subprotocols after accept is a misuse (InvalidState, a RuntimeError)."""
     websocket, _, _ = pair
     websocket.accept()
     with pytest.raises(RuntimeError):
-        websocket.set_protocols(["a"])
+        websocket._set_protocols(["a"])
 
 
 def test_wait_returns_messages_then_none_once_closed(pair):

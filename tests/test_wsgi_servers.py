@@ -198,6 +198,23 @@ def test_a_client_that_vanishes_makes_wait_return_none(server):
     assert server.result("watch_close") == {"message": None, "closed": True, "code": 1006}
 
 
+def test_a_client_that_vanishes_mid_message_makes_wait_return_none(server):
+    """Half a frame, then a dropped connection: wait() returns None, code 1006."""
+    client = RawWebSocket(server.port, "/watch_close/", Origin=server.origin)
+    client.sock.sendall(b"\x81\xfe\x01\x00" + b"mask" + b"partial payload")
+    time.sleep(0.1)
+    client.vanish()
+    assert server.result("watch_close") == {"message": None, "closed": True, "code": 1006}
+
+
+def test_permessage_deflate_is_negotiated_by_default(server):
+    """WEBSOCKET_COMPRESSION defaults to permessage-deflate (RFC 7692)."""
+    with ws(server, "/echo/") as client:
+        assert [ext.name for ext in client.protocol.extensions] == ["permessage-deflate"]
+        client.send("compressible " * 100)
+        assert client.recv(timeout(5)) == "compressible " * 100
+
+
 def test_send_after_the_client_closed_raises_connection_closed(server):
     """send() on a closed connection raises ConnectionClosed, which ends the view quietly."""
     with ws(server, "/push_after_close/"):
@@ -245,6 +262,7 @@ def test_plain_http_to_require_websocket_gets_400_with_a_short_reason(server):
         ({"Sec-WebSocket-Version": "8"}, "GET", 426, b"version"),
         ({"Connection": "keep-alive"}, "GET", 400, b"Connection"),
         ({}, "POST", 400, b"GET"),
+        ({"Upgrade": "websocket, h2c"}, "GET", 400, b"Upgrade"),
     ],
 )
 def test_malformed_upgrade_requests_get_400_or_426_never_500(

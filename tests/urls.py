@@ -22,6 +22,7 @@ urlpatterns = [
     path("watch_close/", views.watch_close),
     path("push_after_close/", views.push_after_close),
     path("untouched/", views.untouched),
+    path("flood/", views.flood),
     path("plain/", views.plain),
     path("legacy/", views.legacy_attribute),
     path("cbv/<str:name>/", views.ClassBased.as_view()),

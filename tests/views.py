@@ -213,3 +213,19 @@ def undecorated_echo(request):
 def undecorated_fail(request):
     request.websocket.send("about to fail")
     raise ValueError("boom in an undecorated view")
+
+
+@require_websocket
+def flood(request):
+    """Send until the connection gives up; record how it ended."""
+    chunk = "x" * 65536
+    sent = 0
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 60:
+            request.websocket.send(chunk)
+            sent += 1
+        outcome = "still sending after 60 s"
+    except Exception as exc:  # the test reads the class name
+        outcome = type(exc).__name__
+    record("flood", {"outcome": outcome, "closed": request.websocket.closed, "sent": sent})

@@ -5,8 +5,7 @@
                            staticfiles' ``runserver`` shadows ours.
 ``django_websocket.E002``  the middleware listed in the old ``MIDDLEWARE_CLASSES``
                            setting, which Django ignores.
-``django_websocket.E003``  the middleware listed in ``INSTALLED_APPS``, or the app in
-                           ``MIDDLEWARE``.
+``django_websocket.E003``  the app listed in ``MIDDLEWARE`` instead of ``INSTALLED_APPS``.
 ``django_websocket.W004``  the middleware listed more than once.
 ``django_websocket.E005``  a ``WEBSOCKET_*`` setting of the wrong type.
 ======================  =====================================================
@@ -66,11 +65,10 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         )
     middleware = list(settings.MIDDLEWARE or ())
-    if MIDDLEWARE in settings.INSTALLED_APPS or APP in middleware:
+    if APP in middleware:
         messages.append(
             Error(
-                "The WebSocket app and middleware are swapped: the app goes in INSTALLED_APPS, "
-                "the middleware in MIDDLEWARE.",
+                "'django_websocket' is listed in MIDDLEWARE; it is an app, not a middleware.",
                 hint=f"INSTALLED_APPS gets {APP!r}; MIDDLEWARE gets {MIDDLEWARE!r}.",
                 id="django_websocket.E003",
             )

@@ -8,7 +8,7 @@ Setting                        Default      Meaning
 =============================  ===========  ============================================
 ``WEBSOCKET_ACCEPT_ALL``       ``False``    with the middleware, every view accepts
                                             WebSockets, decorated or not
-``WEBSOCKET_ALLOWED_ORIGINS``  ``[]``       origins allowed besides the request's own and
+``WEBSOCKET_ALLOWED_ORIGINS``  ``()``       origins allowed besides the request's own and
                                             ``CSRF_TRUSTED_ORIGINS``; ``["*"]`` allows all
 ``WEBSOCKET_REQUIRE_ORIGIN``   ``False``    refuse requests without an Origin header
 ``WEBSOCKET_MAX_MESSAGE_SIZE`` ``1048576``  largest incoming message (bytes); larger
@@ -45,6 +45,7 @@ class SettingSpec:
     types: tuple[type, ...]
     allow_none: bool = False
     description: str = ""
+    minimum: float = 0
 
     def is_valid(self, value: object) -> bool:
         """Tell whether ``value`` has an acceptable type for this setting."""
@@ -57,7 +58,7 @@ class SettingSpec:
         if isinstance(value, list | tuple):
             return all(isinstance(item, str) for item in value)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return value >= 0
+            return value >= self.minimum
         return True
 
 
@@ -72,7 +73,7 @@ SPECS: tuple[SettingSpec, ...] = (
         allow_none=True,
         description="a non-negative int or None",
     ),
-    SettingSpec("WEBSOCKET_MAX_QUEUE", 16, (int,), description="a positive int"),
+    SettingSpec("WEBSOCKET_MAX_QUEUE", 16, (int,), description="a positive int", minimum=1),
     SettingSpec(
         "WEBSOCKET_PING_INTERVAL",
         20.0,
@@ -111,7 +112,7 @@ def engine_limits() -> EngineLimits:
     ping_timeout = get("WEBSOCKET_PING_TIMEOUT")
     return EngineLimits(
         max_message_size=get("WEBSOCKET_MAX_MESSAGE_SIZE"),
-        max_queue=max(1, get("WEBSOCKET_MAX_QUEUE")),
+        max_queue=get("WEBSOCKET_MAX_QUEUE"),
         ping_interval=None if ping_interval is None else float(ping_interval),
         ping_timeout=None if ping_timeout is None else float(ping_timeout),
         close_timeout=float(get("WEBSOCKET_CLOSE_TIMEOUT")),

@@ -47,7 +47,7 @@ def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) ->
         websocket = request.websocket  # type: ignore[attr-defined]
         if websocket is None:
             return refuse_plain_http() if require else view(request, *args, **kwargs)
-        websocket.set_protocols(supported)
+        websocket._set_protocols(supported)
         try:
             response = view(request, *args, **kwargs)
         except Exception as exc:

@@ -8,8 +8,8 @@ Every exception has one root, so ``except WebSocketError`` catches them all::
     ├── ConnectionClosed          the connection is closed; no message can be sent
     ├── UnsupportedServer         the server cannot hand its connection over to a WebSocket
     └── InvalidState (RuntimeError)
-                                  the API was used at the wrong moment, e.g. sending
-                                  before the handshake was possible
+                                  the API was used at the wrong moment, e.g. changing
+                                  subprotocols after the handshake
 
 ``MalformedWebSocket`` keeps the original library's name (it subclassed ``ValueError``
 there, and still does).

@@ -57,6 +57,8 @@ def validate_upgrade(method: str, headers: Mapping[str, str]) -> None:
     """
     if method != "GET":
         raise MalformedWebSocket(f"WebSocket handshake must use GET, not {method}")
+    if header_tokens(headers.get("upgrade")) != ["websocket"]:
+        raise MalformedWebSocket("the Upgrade header must be 'websocket' alone")
     if "upgrade" not in header_tokens(headers.get("connection")):
         raise MalformedWebSocket("missing 'Connection: Upgrade' header")
     version = headers.get("sec-websocket-version")

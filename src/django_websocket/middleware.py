@@ -51,7 +51,7 @@ class WebSocketMiddleware:
             return refuse_plain_http() if getattr(view_func, "require_websocket", False) else None
         if not (getattr(view_func, "accept_websocket", False) or conf.get("WEBSOCKET_ACCEPT_ALL")):
             return refuse_websocket()
-        websocket.set_protocols(getattr(view_func, "websocket_protocols", ()))
+        websocket._set_protocols(getattr(view_func, "websocket_protocols", ()))
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

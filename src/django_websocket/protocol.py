@@ -25,6 +25,8 @@ from websockets.server import ServerProtocol
 from websockets.sync.connection import Connection as BlockingConnection
 from websockets.typing import Subprotocol
 
+from .exceptions import MalformedWebSocket
+
 if TYPE_CHECKING:
     from socket import socket
 
@@ -66,14 +68,28 @@ class EngineLimits:
     close_timeout: float = 10.0
     compression: str | None = "deflate"
 
+    @property
+    def send_timeout(self) -> float | None:
+        """How long one write may block before the peer counts as dead.
 
-class HandshakeFailed(Exception):
-    """The engine refused the opening handshake; ``status`` and ``body`` say why."""
+        A client that stops reading fills the TCP buffers and would block a
+        sending view forever; a write stuck for as long as keepalive allows a
+        silent peer (ping interval plus ping timeout) ends the connection.
+        """
+        if self.ping_interval is None or self.ping_timeout is None:
+            return None
+        return self.ping_interval + self.ping_timeout
+
+
+class HandshakeFailed(MalformedWebSocket):
+    """The engine refused the opening handshake; ``status`` and ``reason`` say why.
+
+    Our own checks run first, so this is a safety net: whatever the engine
+    refuses still becomes a 4xx answer, never a 500.
+    """
 
     def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-        super().__init__(body.decode("utf-8", "replace"))
-        self.status = status
-        self.body = body
+        super().__init__(body.decode("utf-8", "replace").strip(), status)
         self.headers = headers
 
 

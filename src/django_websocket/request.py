@@ -173,6 +173,8 @@ def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
     websocket: WebSocket | None = getattr(request, "websocket", None)
     if websocket is None:
         return response  # type: ignore[return-value]
+    if websocket.handshake_error is not None:
+        return _text_response(websocket.handshake_error.status, websocket.handshake_error.reason)
     if websocket.refused and not websocket.accepted:
         code, reason = websocket.close_code, websocket.close_reason
         if code == 1006:  # the client vanished during the handshake
@@ -193,16 +195,19 @@ def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
 def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse | None:
     """Decide what an exception raised by a WebSocket view becomes.
 
-    Before the handshake it is Django's business (``None``: let it propagate).
-    After it, :class:`ConnectionClosed` is the client having gone: a normal end.
-    Anything else is logged and signalled as Django does for HTTP, and the
-    connection closes with 1011.
+    :class:`ConnectionClosed` is the client having gone: a normal end. Anything
+    else raised before the handshake is Django's business (``None``: let it
+    propagate, as for any view); after it, it is logged and signalled as Django
+    does for HTTP, and the connection closes with 1011.
     """
     websocket: WebSocket | None = getattr(request, "websocket", None)
-    if websocket is None or not websocket.accepted:
+    if websocket is None:
         return None
-    if isinstance(exc, ConnectionClosed):
+    if isinstance(exc, ConnectionClosed) and websocket.closed:
+        # The client went away (even during the handshake): a normal end.
         logger.debug("WebSocket view at %s ended: %s", request.path, exc)
+    elif not websocket.accepted:
+        return None
     else:
         signals.got_request_exception.send(sender=None, request=request)
         request_logger.error(

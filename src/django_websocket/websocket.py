@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from .exceptions import ConnectionClosed, InvalidState
+from .exceptions import ConnectionClosed, InvalidState, MalformedWebSocket
 from .handshake import select_subprotocol
 
 __all__ = ["Message", "Transport", "WebSocket"]
@@ -73,14 +73,16 @@ class WebSocket:
         self._supported: tuple[str, ...] = ()
         self._transport: Transport | None = None
         self._refused: tuple[int, str] | None = None
+        #: Why the handshake could not be completed, when the engine refused it.
+        self.handshake_error: MalformedWebSocket | None = None
         self._pending: deque[Message] = deque()
         self._max_pending = max(1, max_pending)
         self._accept_lock = threading.Lock()
 
     # ---- handshake ---------------------------------------------------------------------
 
-    def set_protocols(self, protocols: Sequence[str] | None) -> None:
-        """Set the subprotocols the view supports (done by the decorator)."""
+    def _set_protocols(self, protocols: Sequence[str] | None) -> None:
+        # Called by the decorator and the middleware, before the view runs.
         if self._transport is not None:
             raise InvalidState("subprotocols cannot change after the handshake")
         self._supported = tuple(protocols or ())
@@ -126,6 +128,9 @@ class WebSocket:
                 except OSError:
                     # The client went away during the handshake.
                     self._refused = (1006, "")
+                except MalformedWebSocket as exc:
+                    self.handshake_error = exc
+                    self._refused = (1002, exc.reason)
             return self._transport
 
     # ---- receiving ---------------------------------------------------------------------

@@ -73,7 +73,7 @@ class WSGIServerSupport:
 
 SERVERS: tuple[WSGIServerSupport, ...] = (
     WSGIServerSupport(
-        name="Django runserver (with django_websocket in INSTALLED_APPS)",
+        name="Django runserver (django_websocket in INSTALLED_APPS, above staticfiles)",
         socket_key=RUNSERVER_SOCKET_KEY,
         finish=f"its request handler sees environ[{TAKEN_OVER_KEY!r}] and writes nothing",
     ),
@@ -87,7 +87,7 @@ SERVERS: tuple[WSGIServerSupport, ...] = (
 
 def supported_servers() -> str:
     """Name the servers WebSockets work on, for error messages."""
-    return "; ".join(row.name for row in SERVERS) + "; or any ASGI server"
+    return "; ".join(row.name for row in SERVERS)
 
 
 def find_socket(environ: dict[str, Any]) -> socket.socket:
@@ -225,7 +225,7 @@ def open_connection(
     # The engine closes the socket it is given; it gets a duplicate so that the
     # server's own socket object stays valid until the server lets go of it.
     engine_socket = server_socket.dup()
-    engine_socket.settimeout(None)
+    engine_socket.settimeout(limits.send_timeout)
     return WSGIConnection(
         environ, server_socket, open_blocking_connection(engine_socket, protocol, limits)
     )

@@ -9,10 +9,12 @@ WebSocket views. Autoreload, threading and every option stay as they are;
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import CommandParser
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 
 from django_websocket.wsgi import WebSocketWSGIServer
 
@@ -43,7 +45,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the server; warn that --nothreading serves one connection at a time."""
-        if not options.get("use_threading", True):
+        # With autoreload the command runs in two processes; warn in the serving one.
+        serving = not options.get("use_reloader", True) or os.environ.get(DJANGO_AUTORELOAD_ENV)
+        if not options.get("use_threading", True) and serving:
             self.stderr.write(
                 "Warning: with --nothreading an open WebSocket blocks every other request."
             )
