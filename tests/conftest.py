@@ -158,7 +158,8 @@ def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None 
         if process.poll() is not None:
             break
         time.sleep(0.05)
-    process.kill()
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
     raise RuntimeError(f"{kind} did not start:\n{log_path.read_text(errors='replace')}")
 
 

@@ -29,14 +29,16 @@ def demo():
     output = b""
     deadline = time.monotonic() + timeout(30)
     os.set_blocking(process.stdout.fileno(), False)
-    while not (match := READY.search(output)):
-        assert time.monotonic() < deadline and process.poll() is None, output.decode()
-        output += process.stdout.read() or b""
-        time.sleep(0.05)
-    yield int(match.group(1))
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout(10))
-    process.stdout.close()
+    try:
+        while not (match := READY.search(output)):
+            assert time.monotonic() < deadline and process.poll() is None, output.decode()
+            output += process.stdout.read() or b""
+            time.sleep(0.05)
+        yield int(match.group(1))
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout(10))
+        process.stdout.close()
 
 
 def test_the_demo_page_loads_with_its_assets(demo):
