@@ -22,47 +22,19 @@ def timeout(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
+def gunicorn(worker: str, *options: str) -> list[str]:
+    """The command line of a one-process gunicorn of the test project with ``worker``."""
+    return [
+        sys.executable, "-m", "gunicorn", "tests.wsgi:application", "-b", "127.0.0.1:0",
+        "-k", worker, "--no-control-socket", *options,
+    ]  # fmt: skip
+
+
 SERVER_COMMANDS = {
     "runserver": [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload"],
-    "gunicorn-gthread": [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "tests.wsgi:application",
-        "-b",
-        "127.0.0.1:0",
-        "-k",
-        "gthread",
-        "--threads",
-        "64",
-        "--no-control-socket",
-    ],
-    "gunicorn-gevent": [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "tests.wsgi:application",
-        "-b",
-        "127.0.0.1:0",
-        "-k",
-        "gevent",
-        "--no-control-socket",
-    ],
-    "gunicorn-sync": [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "tests.wsgi:application",
-        "-b",
-        "127.0.0.1:0",
-        "-k",
-        "sync",
-        "--workers",
-        "4",
-        "--timeout",
-        "0",
-        "--no-control-socket",
-    ],
+    "gunicorn-gthread": gunicorn("gthread", "--threads", "64"),
+    "gunicorn-gevent": gunicorn("gevent"),
+    "gunicorn-sync": gunicorn("sync", "--workers", "4", "--timeout", "0"),
 }
 READY = re.compile(
     rb"(?:Starting (?:WSGI )?development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)"
@@ -90,6 +62,14 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, wait: float = 5.0) -> str:
+        """Wait until ``text`` appears in the server log; return the log."""
+        deadline = time.monotonic() + timeout(wait)
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} never logged:\n{log}"
+            time.sleep(0.05)
+        return log
 
     def result(self, name: str, wait: float = 5.0):
         """Read what a view recorded, waiting for it to appear."""
