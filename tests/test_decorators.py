@@ -215,3 +215,20 @@ def test_a_client_gone_during_the_handshake_ends_the_view_quietly(rf):
         dead.close()
     assert isinstance(response, TakenOverResponse)
     assert request.websocket.close_code == 1006
+
+
+def test_a_handshake_the_engine_refuses_becomes_its_4xx_not_a_500(rf):
+    """Whatever the engine refuses after our checks is answered with its status (426 named)."""
+    from django_websocket.protocol import HandshakeFailed
+    from django_websocket.request import finish
+    from django_websocket.websocket import WebSocket
+
+    def refusing_engine(subprotocol):
+        raise HandshakeFailed(426, b"Unsupported version\n")
+
+    request = rf.get("/", **UPGRADE)
+    request.websocket = WebSocket(refusing_engine)
+    assert request.websocket.wait() is None
+    response = finish(request, None)
+    assert (response.status_code, response.content) == (426, b"Unsupported version\n")
+    assert response["Sec-WebSocket-Version"] == "13"

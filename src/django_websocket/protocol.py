@@ -88,9 +88,8 @@ class HandshakeFailed(MalformedWebSocket):
     refuses still becomes a 4xx answer, never a 500.
     """
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    def __init__(self, status: int, body: bytes) -> None:
         super().__init__(body.decode("utf-8", "replace").strip(), status)
-        self.headers = headers
 
 
 def _build_protocol(subprotocol: str | None, limits: EngineLimits) -> ServerProtocol:
@@ -139,12 +138,10 @@ def perform_handshake(
     protocol.receive_data(request.serialize())
     events = protocol.events_received()
     if len(events) != 1 or not isinstance(events[0], Request):
-        raise HandshakeFailed(400, b"Failed to parse the WebSocket handshake request.\n", [])
+        raise HandshakeFailed(400, b"Failed to parse the WebSocket handshake request.\n")
     response = protocol.accept(events[0])
     if response.status_code != 101:
-        raise HandshakeFailed(
-            response.status_code, bytes(response.body), list(response.headers.raw_items())
-        )
+        raise HandshakeFailed(response.status_code, bytes(response.body))
     for name, value in response_headers:
         response.headers[name] = value
     protocol.send_response(response)

@@ -99,6 +99,13 @@ def refuse_websocket() -> HttpResponse:
     return _text_response(400, "This URL does not accept WebSocket connections.")
 
 
+def _malformed_response(exc: MalformedWebSocket) -> HttpResponse:
+    # RFC 6455 section 4.4: a 426 names the version the server speaks.
+    if exc.status == 426:
+        return _text_response(426, exc.reason, Sec_WebSocket_Version=SUPPORTED_VERSION)
+    return _text_response(exc.status, exc.reason)
+
+
 def _headers(request: HttpRequest) -> dict[str, str]:
     return {
         name: value
@@ -145,9 +152,7 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
         conf.origin_policy().check(request.headers.get("origin"), _own_origin(request))
         opener = _opener(request)
     except MalformedWebSocket as exc:
-        if exc.status == 426:
-            return _text_response(426, exc.reason, Sec_WebSocket_Version=SUPPORTED_VERSION)
-        return _text_response(exc.status, exc.reason)
+        return _malformed_response(exc)
     except ForbiddenOrigin as exc:
         logger.warning("Refused WebSocket to %s: %s", request.path, exc)
         return _text_response(403, str(exc))
@@ -174,7 +179,7 @@ def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
     if websocket is None:
         return response  # type: ignore[return-value]
     if websocket.handshake_error is not None:
-        return _text_response(websocket.handshake_error.status, websocket.handshake_error.reason)
+        return _malformed_response(websocket.handshake_error)
     if websocket.refused and not websocket.accepted:
         code, reason = websocket.close_code, websocket.close_reason
         if code == 1006:  # the client vanished during the handshake
