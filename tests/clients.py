@@ -5,12 +5,33 @@ import os
 import socket
 import time
 
+import pytest
 from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.sync.client import connect
 from websockets.uri import parse_uri
 
 from .conftest import timeout
+
+
+def connect_to(server, path: str, **kwargs):
+    """Open a WebSocket to ``path`` on a test server, from the server's own origin."""
+    kwargs.setdefault("origin", server.origin)
+    kwargs.setdefault("open_timeout", timeout(10))
+    kwargs.setdefault("close_timeout", timeout(5))
+    return connect(server.url + path, **kwargs)
+
+
+def assert_fails_with_1011(server, path: str, logged: str) -> str:
+    """A view at ``path`` sends one message, raises: 1011 for the client, the error logged."""
+    with connect_to(server, path) as client:
+        assert client.recv(timeout(5)) == "about to fail"
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1011
+    return server.wait_for_log(logged)
 
 
 def upgrade_headers(port: int, **overrides: str | None) -> dict[str, str]:
@@ -132,4 +153,13 @@ class RawWebSocket:
         self.sock.close()
 
 
-__all__ = ["Opcode", "RawWebSocket", "body_of", "raw_request", "status_of", "upgrade_headers"]
+__all__ = [
+    "Opcode",
+    "RawWebSocket",
+    "assert_fails_with_1011",
+    "body_of",
+    "connect_to",
+    "raw_request",
+    "status_of",
+    "upgrade_headers",
+]

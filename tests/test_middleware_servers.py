@@ -3,19 +3,19 @@
 import urllib.request
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
-from .clients import RawWebSocket, body_of, raw_request, status_of, upgrade_headers
+from .clients import (
+    RawWebSocket,
+    assert_fails_with_1011,
+    body_of,
+    connect_to,
+    raw_request,
+    status_of,
+    upgrade_headers,
+)
 from .conftest import WSGI_SERVERS, start_server, timeout
 
 pytestmark = pytest.mark.server
-
-
-def ws(server, path, **kwargs):
-    kwargs.setdefault("origin", server.origin)
-    kwargs.setdefault("open_timeout", timeout(10))
-    return connect(server.url + path, **kwargs)
 
 
 def test_a_websocket_to_a_view_that_does_not_accept_it_gets_400(server_with_middleware):
@@ -38,7 +38,7 @@ def test_plain_requests_get_is_websocket_false(server_with_middleware):
 def test_the_original_accept_websocket_attribute_accepts(server_with_middleware):
     """A view with accept_websocket = True (the original mechanism) takes WebSockets."""
     server = server_with_middleware
-    with ws(server, "/legacy/") as client:
+    with connect_to(server, "/legacy/") as client:
         assert client.recv(timeout(5)) == "legacy attribute accepted"
 
 
@@ -58,10 +58,10 @@ def test_decorator_and_middleware_together_send_exactly_one_handshake(server_wit
 def test_readme_examples_work_under_the_middleware(server_with_middleware):
     """Both README examples behave the same with the middleware installed."""
     server = server_with_middleware
-    with ws(server, "/lower_case/") as client:
+    with connect_to(server, "/lower_case/") as client:
         client.send("MiDDle")
         assert client.recv(timeout(5)) == "middle"
-    with ws(server, "/echo_once/") as client:
+    with connect_to(server, "/echo_once/") as client:
         client.send("x")
         assert client.recv(timeout(5)) == "x"
 
@@ -69,7 +69,7 @@ def test_readme_examples_work_under_the_middleware(server_with_middleware):
 def test_class_based_views_accept_through_method_decorator(server_with_middleware):
     """method_decorator(accept_websocket, name="dispatch") works with the middleware."""
     server = server_with_middleware
-    with ws(server, "/cbv/alice/") as client:
+    with connect_to(server, "/cbv/alice/") as client:
         assert client.recv(timeout(5)) == "class-based alice"
     with urllib.request.urlopen(f"{server.origin}/cbv/bob/", timeout=timeout(5)) as response:
         assert response.read() == b"class-based plain bob"
@@ -93,7 +93,7 @@ def test_class_based_views_work_without_middleware():
     """method_decorator(accept_websocket) on a class-based view works with no middleware."""
     server = start_server("runserver")
     try:
-        with ws(server, "/cbv/carol/") as client:
+        with connect_to(server, "/cbv/carol/") as client:
             assert client.recv(timeout(5)) == "class-based carol"
     finally:
         server.stop()
@@ -108,19 +108,15 @@ def accept_all_server(request):
 
 def test_accept_all_opens_every_view(accept_all_server):
     """With WEBSOCKET_ACCEPT_ALL an undecorated view takes WebSockets."""
-    with ws(accept_all_server, "/undecorated/") as client:
+    with connect_to(accept_all_server, "/undecorated/") as client:
         client.send("all")
         assert client.recv(timeout(5)) == "all"
 
 
 def test_an_undecorated_view_that_raises_closes_with_1011(accept_all_server):
     """The middleware closes with 1011 and logs, as the decorator does."""
-    with ws(accept_all_server, "/undecorated_fail/") as client:
-        assert client.recv(timeout(5)) == "about to fail"
-        with pytest.raises(ConnectionClosed):
-            client.recv(timeout(5))
-        assert client.close_code == 1011
-    accept_all_server.wait_for_log("ValueError: boom in an undecorated view")
+    logged = "ValueError: boom in an undecorated view"
+    assert_fails_with_1011(accept_all_server, "/undecorated_fail/", logged)
 
 
 @pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread"])
@@ -150,7 +146,7 @@ def test_a_client_that_never_reads_cannot_block_a_sending_view(kind):
         result = server.result("flood", wait=20)
         client.close()
         assert result["outcome"] == "ConnectionClosed" and result["closed"] is True
-        with ws(server, "/echo/") as other:
+        with connect_to(server, "/echo/") as other:
             other.send("still serving")
             assert other.recv(timeout(5)) == "still serving"
     finally:

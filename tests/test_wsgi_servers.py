@@ -7,24 +7,24 @@ import urllib.request
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
-from websockets.sync.client import connect
 
-from .clients import RawWebSocket, body_of, raw_request, status_of, upgrade_headers
+from .clients import (
+    RawWebSocket,
+    assert_fails_with_1011,
+    body_of,
+    connect_to,
+    raw_request,
+    status_of,
+    upgrade_headers,
+)
 from .conftest import timeout
 
 pytestmark = pytest.mark.server
 
 
-def ws(server, path, **kwargs):
-    kwargs.setdefault("origin", server.origin)
-    kwargs.setdefault("open_timeout", timeout(10))
-    kwargs.setdefault("close_timeout", timeout(5))
-    return connect(server.url + path, **kwargs)
-
-
 def test_readme_echo_once_echoes_one_message_then_closes_with_1000(server):
     """echo_once (README, verbatim) sends the message back and closes normally."""
-    with ws(server, "/echo_once/") as client:
+    with connect_to(server, "/echo_once/") as client:
         client.send("Hello, world")
         assert client.recv(timeout(5)) == "Hello, world"
         with pytest.raises(ConnectionClosed):
@@ -34,7 +34,7 @@ def test_readme_echo_once_echoes_one_message_then_closes_with_1000(server):
 
 def test_readme_lower_case_serves_websocket_and_plain_http(server):
     """lower_case (README, verbatim) lowercases over WebSocket and over plain GET."""
-    with ws(server, "/lower_case/") as client:
+    with connect_to(server, "/lower_case/") as client:
         for text in ["HeLLo", "WORLD", "ÉTÉ"]:
             client.send(text)
             assert client.recv(timeout(5)) == text.lower()
@@ -45,7 +45,7 @@ def test_readme_lower_case_serves_websocket_and_plain_http(server):
 
 def test_text_arrives_as_str_and_binary_as_bytes(server):
     """Text frames come back as text, binary frames as binary."""
-    with ws(server, "/echo/") as client:
+    with connect_to(server, "/echo/") as client:
         client.send("text")
         assert client.recv(timeout(5)) == "text"
         client.send(b"\x00\xffbinary")
@@ -56,7 +56,7 @@ def test_text_arrives_as_str_and_binary_as_bytes(server):
 
 def test_send_maps_types_to_frames(server):
     """send() sends str as text, bytes as binary, anything else through str()."""
-    with ws(server, "/types/") as client:
+    with connect_to(server, "/types/") as client:
         received = [client.recv(timeout(5)) for _ in range(5)]
         assert received == ["text", b"\x00\x01binary", "42", b"ba", '{"a":[1,"é"]}']
         client.send(json.dumps("from wait_json"))
@@ -67,7 +67,7 @@ def test_send_maps_types_to_frames(server):
 
 def test_messages_up_to_the_limit_pass_and_larger_ones_close_with_1009(server):
     """A message of 1 MiB is echoed; a larger one closes the connection with 1009."""
-    with ws(server, "/echo/", max_size=None) as client:
+    with connect_to(server, "/echo/", max_size=None) as client:
         big = b"x" * 2**20
         client.send(big)
         assert client.recv(timeout(10)) == big
@@ -79,21 +79,21 @@ def test_messages_up_to_the_limit_pass_and_larger_ones_close_with_1009(server):
 
 def test_subprotocol_is_the_first_offered_by_the_client_that_the_view_speaks(server):
     """protocols=[...] picks the client's first match; no match means no header."""
-    with ws(server, "/chat/", subprotocols=["chat.v1", "chat.v2"]) as client:
+    with connect_to(server, "/chat/", subprotocols=["chat.v1", "chat.v2"]) as client:
         assert client.subprotocol == "chat.v1"
         assert client.recv(timeout(5)) == "protocol=chat.v1"
-    with ws(server, "/chat/", subprotocols=["other", "chat.v2"]) as client:
+    with connect_to(server, "/chat/", subprotocols=["other", "chat.v2"]) as client:
         assert client.subprotocol == "chat.v2"
-    with ws(server, "/chat/") as client:
+    with connect_to(server, "/chat/") as client:
         assert client.subprotocol is None
         assert client.recv(timeout(5)) == "protocol=None"
-    with ws(server, "/echo/", subprotocols=["chat.v1"]) as client:
+    with connect_to(server, "/echo/", subprotocols=["chat.v1"]) as client:
         assert client.subprotocol is None
 
 
 def test_view_gets_url_arguments_query_and_a_real_request(server):
     """A WebSocket view receives URL kwargs, GET, request.user, is_websocket()."""
-    with ws(server, "/info/lobby/7/?q=search") as client:
+    with connect_to(server, "/info/lobby/7/?q=search") as client:
         info = json.loads(client.recv(timeout(5)))
     assert info == {
         "path": "/info/lobby/7/",
@@ -109,7 +109,7 @@ def test_view_gets_url_arguments_query_and_a_real_request(server):
 
 def test_close_code_and_reason_reach_the_client(server):
     """close(code, reason) in the view is what the client sees."""
-    with ws(server, "/close_with/?code=4001&reason=bye") as client:
+    with connect_to(server, "/close_with/?code=4001&reason=bye") as client:
         with pytest.raises(ConnectionClosed):
             client.recv(timeout(5))
         assert (client.close_code, client.close_reason) == (4001, "bye")
@@ -118,12 +118,7 @@ def test_close_code_and_reason_reach_the_client(server):
 
 def test_a_view_that_raises_closes_with_1011_and_logs_the_error(server):
     """An exception after the handshake closes with 1011 and is logged with its traceback."""
-    with ws(server, "/fail/") as client:
-        assert client.recv(timeout(5)) == "about to fail"
-        with pytest.raises(ConnectionClosed):
-            client.recv(timeout(5))
-        assert client.close_code == 1011
-    log = server.wait_for_log("ValueError: boom in a WebSocket view")
+    log = assert_fails_with_1011(server, "/fail/", "ValueError: boom in a WebSocket view")
     assert "Internal Server Error: /fail/ (WebSocket closed with 1011)" in log
 
 
@@ -148,7 +143,7 @@ def test_a_view_refuses_with_its_own_response_before_the_handshake(server, path,
 
 def test_wait_timeout_raises_timeout_error_and_the_connection_stays_open(server):
     """wait(timeout=...) raises TimeoutError; the next wait still works."""
-    with ws(server, "/timeout/") as client:
+    with connect_to(server, "/timeout/") as client:
         assert client.recv(timeout(5)) == "timed out"
         client.send("later")
         assert client.recv(timeout(5)) == "then later"
@@ -156,7 +151,7 @@ def test_wait_timeout_raises_timeout_error_and_the_connection_stays_open(server)
 
 def test_messages_queued_before_the_close_are_handed_out_then_none(server):
     """After the client closes, wait/read return queued messages first, then None at once."""
-    with ws(server, "/drain_after_close/") as client:
+    with connect_to(server, "/drain_after_close/") as client:
         for text in ["a", "b", "c"]:
             client.send(text)
     assert server.result("drain_after_close") == {
@@ -172,7 +167,7 @@ def test_messages_queued_before_the_close_are_handed_out_then_none(server):
 
 def test_count_messages_has_messages_and_read_never_block(server):
     """count_messages/has_messages/read report what arrived, without waiting."""
-    with ws(server, "/counting/") as client:
+    with connect_to(server, "/counting/") as client:
         client.send("3")
         for text in ["one", "two", "three"]:
             client.send(text)
@@ -206,7 +201,7 @@ def test_a_client_that_vanishes_mid_message_makes_wait_return_none(server):
 
 def test_permessage_deflate_is_negotiated_by_default(server):
     """WEBSOCKET_COMPRESSION defaults to permessage-deflate (RFC 7692)."""
-    with ws(server, "/echo/") as client:
+    with connect_to(server, "/echo/") as client:
         assert [ext.name for ext in client.protocol.extensions] == ["permessage-deflate"]
         client.send("compressible " * 100)
         assert client.recv(timeout(5)) == "compressible " * 100
@@ -214,7 +209,7 @@ def test_permessage_deflate_is_negotiated_by_default(server):
 
 def test_send_after_the_client_closed_raises_connection_closed(server):
     """send() on a closed connection raises ConnectionClosed, which ends the view quietly."""
-    with ws(server, "/push_after_close/"):
+    with connect_to(server, "/push_after_close/"):
         pass
     assert server.result("push_after_close") == {"outcome": "ConnectionClosed"}
     assert "django_websocket.exceptions.ConnectionClosed" not in server.log()
@@ -222,7 +217,7 @@ def test_send_after_the_client_closed_raises_connection_closed(server):
 
 def test_a_view_that_returns_none_without_using_the_websocket_accepts_and_closes(server):
     """Returning None accepts the WebSocket and closes it with 1000."""
-    with ws(server, "/untouched/") as client:
+    with connect_to(server, "/untouched/") as client:
         with pytest.raises(ConnectionClosed):
             client.recv(timeout(5))
         assert client.close_code == 1000
@@ -274,7 +269,7 @@ def test_malformed_upgrade_requests_get_400_or_426_never_500(
     assert reason in body_of(raw)
     if status == 426:
         assert b"\r\nSec-WebSocket-Version: 13\r\n" in raw
-    with ws(server, "/echo/") as client:
+    with connect_to(server, "/echo/") as client:
         client.send("still serving")
         assert client.recv(timeout(5)) == "still serving"
 
@@ -285,14 +280,14 @@ def test_malformed_upgrade_requests_get_400_or_426_never_500(
 def test_a_foreign_origin_gets_403(server, origin):
     """Cross-site WebSocket hijacking fails: other origins (and null) get 403."""
     with pytest.raises(InvalidStatus) as refused:
-        ws(server, "/echo/", origin=origin)
+        connect_to(server, "/echo/", origin=origin)
     assert refused.value.response.status_code == 403
 
 
 def test_the_same_origin_and_no_origin_are_allowed(server):
     """The page's own origin connects; so does a non-browser client without Origin."""
     for origin in [server.origin, None]:
-        with ws(server, "/echo/", origin=origin) as client:
+        with connect_to(server, "/echo/", origin=origin) as client:
             client.send("ok")
             assert client.recv(timeout(5)) == "ok"
 
@@ -305,7 +300,7 @@ def test_garbage_from_the_client_closes_with_1002_and_the_worker_survives(server
     client.close()
     assert frames[-1].opcode == Opcode.CLOSE
     assert frames[-1].data[:2] == (1002).to_bytes(2, "big")
-    with ws(server, "/echo/") as client:
+    with connect_to(server, "/echo/") as client:
         client.send("after garbage")
         assert client.recv(timeout(5)) == "after garbage"
 
@@ -323,7 +318,7 @@ def test_invalid_utf8_closes_with_1007(server):
 def test_many_websockets_and_plain_requests_at_once(server):
     """Several WebSockets stay open while plain HTTP requests are served."""
     count = 3 if server.kind == "gunicorn-sync" else 12
-    clients = [ws(server, "/echo/", legacy=True) for _ in range(count)]
+    clients = [connect_to(server, "/echo/", legacy=True) for _ in range(count)]
     try:
         if server.kind != "gunicorn-sync":  # its 4 workers are all taken by now
             with urllib.request.urlopen(
@@ -359,7 +354,7 @@ def test_no_thread_or_file_descriptor_leaks_after_many_connections(server):
                 raw.events_until_eof()
                 raw.close()
             else:
-                with ws(server, "/echo/") as client:
+                with connect_to(server, "/echo/") as client:
                     client.send("x")
                     client.recv(timeout(5))
 
@@ -380,7 +375,7 @@ def test_no_thread_or_file_descriptor_leaks_after_many_connections(server):
 
 def test_the_server_logs_no_error_for_normal_closes(server):
     """Normal WebSocket closes leave no traceback or error line in the server log."""
-    with ws(server, "/echo/") as client:
+    with connect_to(server, "/echo/") as client:
         client.send("quiet")
         client.recv(timeout(5))
     log = server.log()
