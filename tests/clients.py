@@ -21,7 +21,7 @@ def connect_to(server, path: str, **kwargs):
     kwargs.setdefault("origin", server.origin)
     kwargs.setdefault("open_timeout", timeout(10))
     kwargs.setdefault("close_timeout", timeout(5))
-    return connect(server.url + path, **kwargs)
+    return connect(server.url + server.path(path), **kwargs)
 
 
 def assert_fails_with_1011(server, path: str, logged: str) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -30,14 +30,29 @@ def gunicorn(worker: str, *options: str) -> list[str]:
     ]  # fmt: skip
 
 
+def uvicorn(*options: str) -> list[str]:
+    """The command line of uvicorn serving the test project's ASGI application."""
+    return [
+        sys.executable, "-m", "uvicorn", "tests.asgi:application", "--host", "127.0.0.1",
+        "--port", "0", *options,
+    ]  # fmt: skip
+
+
 SERVER_COMMANDS = {
     "runserver": [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload"],
     "gunicorn-gthread": gunicorn("gthread", "--threads", "64"),
     "gunicorn-gevent": gunicorn("gevent"),
     "gunicorn-sync": gunicorn("sync", "--workers", "4", "--timeout", "0"),
+    # uvicorn's default WebSocket implementation is websockets' sans-I/O one.
+    "uvicorn": uvicorn(),
+    "uvicorn-wsproto": uvicorn("--ws", "wsproto"),
+    "daphne": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "tests.asgi:application"],
+    "hypercorn": [sys.executable, "-m", "hypercorn", "-b", "127.0.0.1:0", "tests.asgi:application"],
 }
 READY = re.compile(
-    rb"(?:Starting (?:WSGI )?development server at http://|Listening at: http://)127\.0\.0\.1:(\d+)"
+    rb"(?:Starting (?:WSGI )?development server at http://|Listening at: http://"
+    rb"|Uvicorn running on http://|Listening on TCP address |Running on http://)"
+    rb"127\.0\.0\.1:(\d+)"
 )
 
 
@@ -51,10 +66,20 @@ class Server:
     log_path: Path
     results: Path
     env: dict = field(default_factory=dict)
+    #: Where the views under test live: "" for the sync views, "/async" for their twins.
+    prefix: str = ""
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def is_asgi(self) -> bool:
+        return self.kind in ASGI_SERVERS
+
+    def path(self, path: str) -> str:
+        """The path of a view under test, sync or async as the test runs."""
+        return self.prefix + path
 
     @property
     def origin(self) -> str:
@@ -144,19 +169,27 @@ def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None 
 
 
 WSGI_SERVERS = ["runserver", "gunicorn-gthread", "gunicorn-gevent", "gunicorn-sync"]
+ASGI_SERVERS = ["uvicorn", "uvicorn-wsproto", "daphne", "hypercorn"]
+ALL_SERVERS = WSGI_SERVERS + ASGI_SERVERS
 
 
-@pytest.fixture(scope="module", params=WSGI_SERVERS)
-def server(request):
-    """Each WSGI server we support, without WebSocketMiddleware."""
+@pytest.fixture(scope="module", params=ALL_SERVERS)
+def running_server(request):
+    """Each server we support, without WebSocketMiddleware."""
     running = start_server(request.param)
     yield running
     running.stop()
 
 
-@pytest.fixture(scope="module", params=WSGI_SERVERS)
+@pytest.fixture(params=["sync", "async"])
+def server(request, running_server):
+    """Each server we support, with its sync views and then their async twins."""
+    return replace(running_server, prefix="/async" if request.param == "async" else "")
+
+
+@pytest.fixture(scope="module", params=ALL_SERVERS)
 def server_with_middleware(request):
-    """Each WSGI server we support, with WebSocketMiddleware installed."""
+    """Each server we support, with WebSocketMiddleware installed."""
     running = start_server(request.param, middleware=True)
     yield running
     running.stop()

@@ -1,5 +1,7 @@
 """Decorators and middleware in process: routing, refusals and Origin decisions."""
 
+import asyncio
+
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
@@ -158,14 +160,37 @@ def test_decorating_does_not_change_the_view_function():
     assert not hasattr(view, "accept_websocket")
 
 
-def test_async_views_are_refused_with_a_clear_message():
-    """An async view gets a TypeError explaining that sync views are needed for now."""
+def test_async_views_stay_async_and_sync_views_stay_sync():
+    """The wrapper of an async view is a coroutine function, that of a sync view is not."""
+    from asgiref.sync import iscoroutinefunction
 
-    async def view(request):
+    async def async_view(request):
         pass
 
-    with pytest.raises(TypeError, match="async"):
-        accept_websocket(view)
+    def sync_view(request):
+        pass
+
+    assert iscoroutinefunction(accept_websocket(async_view))
+    assert iscoroutinefunction(require_websocket(protocols=["a"])(async_view))
+    assert not iscoroutinefunction(accept_websocket(sync_view))
+
+
+def test_an_async_view_gets_async_websocket_and_plain_http_passes(rf):
+    """An async view sees AsyncWebSocket for an upgrade and None for plain HTTP."""
+    from django_websocket import AsyncWebSocket
+
+    seen = []
+
+    @accept_websocket
+    async def view(request):
+        seen.append(request.websocket)
+        return HttpResponse("refused", status=409)
+
+    assert asyncio.run(view(rf.get("/"))).status_code == 409 and seen == [None]
+    request = rf.get("/", **UPGRADE, HTTP_ORIGIN="http://testserver")
+    request.environ["django_websocket.socket"] = object()  # a server that lends sockets
+    response = asyncio.run(view(request))
+    assert response.status_code == 409 and isinstance(seen[1], AsyncWebSocket)
 
 
 def plain_view(request):
@@ -223,11 +248,12 @@ def test_a_handshake_the_engine_refuses_becomes_its_4xx_not_a_500(rf):
     from django_websocket.request import finish
     from django_websocket.websocket import WebSocket
 
-    def refusing_engine(subprotocol):
-        raise HandshakeFailed(426, b"Unsupported version\n")
+    class RefusingEngine:
+        def open(self, subprotocol):
+            raise HandshakeFailed(426, b"Unsupported version\n")
 
     request = rf.get("/", **UPGRADE)
-    request.websocket = WebSocket(refusing_engine)
+    request.websocket = WebSocket(RefusingEngine())
     assert request.websocket.wait() is None
     response = finish(request, None)
     assert (response.status_code, response.content) == (426, b"Unsupported version\n")

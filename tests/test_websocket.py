@@ -1,11 +1,12 @@
 """The blocking WebSocket facade over an in-memory transport."""
 
+import asyncio
 import queue
 import threading
 
 import pytest
 
-from django_websocket import ConnectionClosed, WebSocket
+from django_websocket import AsyncWebSocket, ConnectionClosed, WebSocket
 
 
 class MemoryTransport:
@@ -64,6 +65,50 @@ class MemoryTransport:
         return self._info if self._closed else (None, "")
 
 
+class OpenerEndpoint:
+    """An endpoint whose handshake is a function of the subprotocol."""
+
+    def __init__(self, opener):
+        self.opener = opener
+
+    def open(self, subprotocol):
+        return self.opener(subprotocol)
+
+    async def open_async(self, subprotocol):
+        return AsyncMemoryTransport(self.opener(subprotocol))
+
+    def claim_sync_view(self):
+        return True
+
+
+class AsyncMemoryTransport:
+    """The awaitable face of a MemoryTransport."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.subprotocol = transport.subprotocol
+
+    def receive_nowait(self):
+        return self.transport.receive(0)
+
+    async def receive(self, timeout):
+        return await asyncio.to_thread(self.transport.receive, timeout)
+
+    async def send(self, data):
+        self.transport.send(data)
+
+    async def close(self, code, reason):
+        self.transport.close(code, reason)
+
+    @property
+    def closed(self):
+        return self.transport.closed
+
+    @property
+    def close_info(self):
+        return self.transport.close_info
+
+
 @pytest.fixture
 def pair():
     transport = MemoryTransport()
@@ -74,7 +119,7 @@ def pair():
         transport.subprotocol = subprotocol
         return transport
 
-    return WebSocket(opener, ["chat.v1", "chat.v2"], max_pending=4), transport, opened
+    return WebSocket(OpenerEndpoint(opener), ["chat.v1", "chat.v2"], max_pending=4), transport, opened
 
 
 def test_the_handshake_waits_for_first_use(pair):
@@ -233,7 +278,7 @@ def test_a_client_gone_during_the_handshake_reads_as_closed():
     def opener(subprotocol):
         raise ConnectionResetError
 
-    websocket = WebSocket(opener)
+    websocket = WebSocket(OpenerEndpoint(opener))
     assert websocket.wait() is None
     assert websocket.close_code == 1006 and not websocket.accepted
 
@@ -248,7 +293,7 @@ def test_accept_happens_once_under_concurrent_first_use():
         calls.append(1)
         return transport
 
-    websocket = WebSocket(opener)
+    websocket = WebSocket(OpenerEndpoint(opener))
 
     def first_use():
         gate.wait()
@@ -260,3 +305,73 @@ def test_accept_happens_once_under_concurrent_first_use():
     for thread in threads:
         thread.join()
     assert calls == [1] and transport.sent == ["x", "x"]
+
+
+@pytest.fixture
+def async_pair(pair):
+    websocket, transport, opened = pair
+    return websocket.to_async(), transport, opened
+
+
+def test_async_the_handshake_waits_for_first_use_and_polls_do_not_accept(async_pair):
+    """AsyncWebSocket accepts on the first await; read/count/has report nothing before."""
+    websocket, transport, opened = async_pair
+
+    async def scenario():
+        assert websocket.read("none") == "none" and websocket.count_messages() == 0
+        assert not websocket.has_messages() and opened == []
+        transport.client_sends("hi")
+        assert await websocket.wait() == "hi"
+        assert opened == [None] and websocket.accepted
+
+    asyncio.run(scenario())
+
+
+def test_async_messages_then_none_after_the_close_and_iteration_stops(async_pair):
+    """Queued messages are handed out before None; async for ends at the close."""
+    websocket, transport, _ = async_pair
+
+    async def scenario():
+        await websocket.accept()
+        transport.client_sends("a", b"b", "c")
+        transport.client_closes(4000, "bye")
+        assert websocket.count_messages() == 3 and websocket.has_messages()
+        assert websocket.read() == "a"
+        assert [message async for message in websocket] == [b"b", "c"]
+        assert await websocket.wait() is None
+        assert (websocket.close_code, websocket.close_reason) == (4000, "bye")
+
+    asyncio.run(scenario())
+
+
+def test_async_send_types_json_and_timeout(async_pair):
+    """send maps types like WebSocket.send; wait_json decodes; wait(timeout) raises."""
+    websocket, transport, _ = async_pair
+
+    async def scenario():
+        await websocket.send("t")
+        await websocket.send(bytearray(b"b"))
+        await websocket.send(3)
+        await websocket.send_json({"a": [1]})
+        assert transport.sent == ["t", b"b", "3", '{"a":[1]}']
+        transport.client_sends('{"x": null, "y": 2}')
+        assert await websocket.wait_json() == {"x": None, "y": 2}
+        with pytest.raises(TimeoutError):
+            await websocket.wait(0.05)
+
+    asyncio.run(scenario())
+
+
+def test_async_close_before_accept_refuses_and_send_raises(async_pair):
+    """Closing before the handshake refuses it; send then raises ConnectionClosed."""
+    websocket, transport, opened = async_pair
+
+    async def scenario():
+        await websocket.close(4003, "no")
+        assert websocket.refused and not websocket.accepted and opened == []
+        assert await websocket.wait() is None
+        with pytest.raises(ConnectionClosed):
+            await websocket.send("x")
+        assert (websocket.close_code, websocket.close_reason) == (4003, "no")
+
+    asyncio.run(scenario())

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from . import views
+from . import async_views, views
 from .readme_examples import readme
 
 urlpatterns = [
@@ -28,4 +28,5 @@ urlpatterns = [
     path("cbv/<str:name>/", views.ClassBased.as_view()),
     path("undecorated/", views.undecorated_echo),
     path("undecorated_fail/", views.undecorated_fail),
+    path("async/", include(async_views.urlpatterns)),
 ]

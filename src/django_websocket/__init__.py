@@ -10,8 +10,11 @@ talk to the browser through ``request.websocket``::
         message = request.websocket.wait()
         request.websocket.send(message)
 
+An ``async def`` view gets :class:`AsyncWebSocket`, the same API awaited.
+Under ASGI servers, serve :func:`django_websocket.asgi.get_asgi_application`.
+
 Only the names in ``__all__`` (and the documented modules ``middleware``,
-``exceptions``) are public API.
+``exceptions``, ``asgi``) are public API.
 """
 
 from .decorators import accept_websocket, require_websocket
@@ -23,9 +26,10 @@ from .exceptions import (
     UnsupportedServer,
     WebSocketError,
 )
-from .websocket import Message, WebSocket
+from .websocket import AsyncWebSocket, Message, WebSocket
 
 __all__ = [
+    "AsyncWebSocket",
     "ConnectionClosed",
     "ForbiddenOrigin",
     "InvalidState",

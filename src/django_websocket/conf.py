@@ -20,6 +20,9 @@ Setting                        Default      Meaning
                                             is declared dead (``None``: wait forever)
 ``WEBSOCKET_CLOSE_TIMEOUT``    ``10``       seconds to wait for the client's close frame
 ``WEBSOCKET_COMPRESSION``      ``"deflate"``  permessage-deflate, or ``None`` for none
+                                            (WSGI; under ASGI the server decides)
+``WEBSOCKET_MAX_SYNC_CONNECTIONS`` ``1000``  under ASGI, sync views that may run at once
+                                            (each holds a thread); past it, 503
 =============================  ===========  ============================================
 """
 
@@ -89,6 +92,13 @@ SPECS: tuple[SettingSpec, ...] = (
         description="a number of seconds or None",
     ),
     SettingSpec("WEBSOCKET_CLOSE_TIMEOUT", 10.0, (int, float), description="a number of seconds"),
+    SettingSpec(
+        "WEBSOCKET_MAX_SYNC_CONNECTIONS",
+        1000,
+        (int,),
+        description="a positive int",
+        minimum=1,
+    ),
     SettingSpec(
         "WEBSOCKET_COMPRESSION",
         "deflate",

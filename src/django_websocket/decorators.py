@@ -2,7 +2,9 @@
 
 Both work alone (no middleware needed), with ``WebSocketMiddleware`` (one
 handshake, not two), on function views with URL arguments and, through
-``method_decorator``, on class-based views. Used bare or with arguments::
+``method_decorator``, on class-based views. A sync view gets the blocking
+:class:`~django_websocket.WebSocket`, an ``async def`` view the awaitable
+:class:`~django_websocket.AsyncWebSocket`, on any server. Used bare or with arguments::
 
     @accept_websocket
     def view(request): ...
@@ -20,7 +22,15 @@ from typing import Any, TypeVar, overload
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
-from .request import finish, handle_exception, prepare, refuse_plain_http
+from .request import (
+    afinish,
+    ahandle_exception,
+    bind_view,
+    finish,
+    handle_exception,
+    prepare,
+    refuse_plain_http,
+)
 
 __all__ = ["accept_websocket", "require_websocket"]
 
@@ -28,40 +38,65 @@ _View = TypeVar("_View", bound=Callable[..., Any])
 
 
 def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) -> _View:
-    if iscoroutinefunction(view):
-        raise TypeError(
-            f"{view.__qualname__} is an async view; async WebSocket views need the ASGI "
-            "transport of a later release. Write it as a sync view for now."
-        )
     # An inner require_websocket stays in force under an outer accept_websocket.
     require = require or bool(getattr(view, "require_websocket", False))
     supported = (
         tuple(protocols) if protocols is not None else getattr(view, "websocket_protocols", ())
     )
+    is_async = iscoroutinefunction(view)
 
-    @wraps(view)
-    def _wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse | None:
+    def _start(request: HttpRequest) -> HttpResponse | None:
+        # The refusal to send instead of running the view, if any.
         refusal = prepare(request)
-        if refusal is not None:
-            return refusal
-        websocket = request.websocket  # type: ignore[attr-defined]
-        if websocket is None:
-            return refuse_plain_http() if require else view(request, *args, **kwargs)
-        websocket._set_protocols(supported)
-        try:
-            response = view(request, *args, **kwargs)
-        except Exception as exc:
-            handled = handle_exception(request, exc)
-            if handled is None:
-                raise
-            return handled
-        return finish(request, response)
+        if refusal is None and request.websocket is not None:  # type: ignore[attr-defined]
+            request.websocket._set_protocols(supported)  # type: ignore[attr-defined]
+            refusal = bind_view(request, is_async)
+        return refusal
+
+    if is_async:
+
+        @wraps(view)
+        async def _async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refusal = _start(request)
+            if refusal is not None:
+                return refusal
+            if request.websocket is None:  # type: ignore[attr-defined]
+                return refuse_plain_http() if require else await view(request, *args, **kwargs)
+            try:
+                response = await view(request, *args, **kwargs)
+            except Exception as exc:
+                handled = await ahandle_exception(request, exc)
+                if handled is None:
+                    raise
+                return handled
+            return await afinish(request, response)
+
+        wrapper: Callable[..., Any] = _async_wrapper
+    else:
+
+        @wraps(view)
+        def _wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refusal = _start(request)
+            if refusal is not None:
+                return refusal
+            if request.websocket is None:  # type: ignore[attr-defined]
+                return refuse_plain_http() if require else view(request, *args, **kwargs)
+            try:
+                response = view(request, *args, **kwargs)
+            except Exception as exc:
+                handled = handle_exception(request, exc)
+                if handled is None:
+                    raise
+                return handled
+            return finish(request, response)
+
+        wrapper = _wrapper
 
     # Markers read by WebSocketMiddleware; the names are the original library's.
-    _wrapper.accept_websocket = True  # type: ignore[attr-defined]
-    _wrapper.require_websocket = require  # type: ignore[attr-defined]
-    _wrapper.websocket_protocols = supported  # type: ignore[attr-defined]
-    return _wrapper  # type: ignore[return-value]
+    wrapper.accept_websocket = True  # type: ignore[attr-defined]
+    wrapper.require_websocket = require  # type: ignore[attr-defined]
+    wrapper.websocket_protocols = supported  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 @overload

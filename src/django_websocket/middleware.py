@@ -11,10 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from . import conf
-from .request import finish, handle_exception, prepare, refuse_plain_http, refuse_websocket
+from .request import (
+    afinish,
+    bind_view,
+    finish,
+    handle_exception,
+    prepare,
+    refuse_plain_http,
+    refuse_websocket,
+)
 
 __all__ = ["WebSocketMiddleware"]
 
@@ -26,16 +35,30 @@ class WebSocketMiddleware:
     """
 
     sync_capable = True
-    async_capable = False
+    async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        # Under ASGI the chain is async: a sync middleware would pin a thread for
+        # as long as each WebSocket lives.
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
         refusal = prepare(request)
         if refusal is not None:
             return refusal
         return finish(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        """The async twin of ``__call__``, for an ASGI middleware chain."""
+        refusal = prepare(request)
+        if refusal is not None:
+            return refusal
+        return await afinish(request, await self.get_response(request))
 
     def process_view(
         self,
@@ -52,7 +75,7 @@ class WebSocketMiddleware:
         if not (getattr(view_func, "accept_websocket", False) or conf.get("WEBSOCKET_ACCEPT_ALL")):
             return refuse_websocket()
         websocket._set_protocols(getattr(view_func, "websocket_protocols", ()))
-        return None
+        return bind_view(request, iscoroutinefunction(view_func))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Close a WebSocket whose undecorated view raised (1011), as the decorator does."""

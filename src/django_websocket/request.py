@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from functools import partial
-from typing import Any
 
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core import signals
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
@@ -21,12 +20,15 @@ from django.http import HttpRequest, HttpResponse
 from . import conf
 from .exceptions import ConnectionClosed, ForbiddenOrigin, MalformedWebSocket, UnsupportedServer
 from .handshake import SUPPORTED_VERSION, is_upgrade_request, offered_subprotocols, validate_upgrade
-from .websocket import Transport, WebSocket
-from .wsgi import find_socket, open_connection
+from .websocket import AsyncWebSocket, Endpoint, WebSocket
+from .wsgi import WSGIEndpoint
 
 __all__ = [
     "IsWebSocket",
     "TakenOverResponse",
+    "afinish",
+    "ahandle_exception",
+    "bind_view",
     "finish",
     "handle_exception",
     "prepare",
@@ -120,16 +122,17 @@ def _own_origin(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
-def _opener(request: HttpRequest) -> partial[Transport]:
-    if not isinstance(request, WSGIRequest):
-        raise UnsupportedServer("this request did not come through a WSGI server")
-    environ = request.environ
-    find_socket(environ)
-    return partial(_open_wsgi, environ)
-
-
-def _open_wsgi(environ: dict[str, Any], subprotocol: str | None) -> Transport:
-    return open_connection(environ, subprotocol, conf.engine_limits())
+def _endpoint(request: HttpRequest) -> Endpoint:
+    # Our ASGI application attaches the connection; a WSGI server lends its socket.
+    endpoint: Endpoint | None = getattr(request, "websocket_transport", None)
+    if endpoint is not None:
+        return endpoint
+    if isinstance(request, WSGIRequest):
+        return WSGIEndpoint(request.environ)
+    raise UnsupportedServer(
+        "this ASGI application cannot take WebSockets; serve the project with "
+        "django_websocket.asgi.get_asgi_application()"
+    )
 
 
 def prepare(request: HttpRequest) -> HttpResponse | None:
@@ -150,7 +153,7 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
     try:
         validate_upgrade(request.method or "", headers)
         conf.origin_policy().check(request.headers.get("origin"), _own_origin(request))
-        opener = _opener(request)
+        endpoint = _endpoint(request)
     except MalformedWebSocket as exc:
         return _malformed_response(exc)
     except ForbiddenOrigin as exc:
@@ -161,9 +164,61 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
         return _text_response(501, str(exc))
     request.is_websocket = IsWebSocket(True)  # type: ignore[attr-defined]
     request.websocket = WebSocket(  # type: ignore[attr-defined]
-        opener, offered_subprotocols(headers), conf.get("WEBSOCKET_MAX_QUEUE")
+        endpoint, offered_subprotocols(headers), conf.get("WEBSOCKET_MAX_QUEUE")
     )
     return None
+
+
+def bind_view(request: HttpRequest, is_async: bool) -> HttpResponse | None:
+    """Give ``request.websocket`` the API of the view about to run.
+
+    An async view gets :class:`AsyncWebSocket`, a sync view keeps
+    :class:`WebSocket` and holds one of the process's sync-view threads.
+
+    Returns:
+        ``None`` when the view may run, or the 503 that refuses the connection
+        when every thread for sync views is taken (``WEBSOCKET_MAX_SYNC_CONNECTIONS``).
+    """
+    websocket: WebSocket | AsyncWebSocket | None = getattr(request, "websocket", None)
+    if websocket is None or websocket.accepted:
+        return None
+    if is_async:
+        if isinstance(websocket, WebSocket):
+            request.websocket = websocket.to_async()  # type: ignore[attr-defined]
+        return None
+    if not websocket._endpoint.claim_sync_view():
+        logger.warning(
+            "Refused WebSocket to %s: all %s threads for sync WebSocket views are busy",
+            request.path,
+            conf.get("WEBSOCKET_MAX_SYNC_CONNECTIONS"),
+        )
+        return _text_response(
+            503, "Too many open WebSocket connections; try again later.", Retry_After="5"
+        )
+    return None
+
+
+def _settled(
+    websocket: WebSocket | AsyncWebSocket, response: HttpResponse | None
+) -> HttpResponse | None:
+    # What the end of a view becomes when no I/O is needed: a refusal, or None
+    # when the connection still has to be accepted and/or closed.
+    if websocket.handshake_error is not None:
+        return _malformed_response(websocket.handshake_error)
+    if websocket.refused and not websocket.accepted:
+        code, reason = websocket.close_code, websocket.close_reason
+        if code == 1006:  # the client vanished during the handshake
+            return TakenOverResponse()
+        return _text_response(
+            403, f"WebSocket refused by the view (close code {code}). {reason}".strip()
+        )
+    if not websocket.accepted and response is not None:
+        return response
+    return None
+
+
+def _ended(response: HttpResponse | None) -> HttpResponse:
+    return response if isinstance(response, TakenOverResponse) else TakenOverResponse()
 
 
 def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
@@ -175,26 +230,56 @@ def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
     the connection with that response. A view that returned ``None`` without
     touching it accepts and closes at once.
     """
-    websocket: WebSocket | None = getattr(request, "websocket", None)
+    websocket: WebSocket | AsyncWebSocket | None = getattr(request, "websocket", None)
     if websocket is None:
         return response  # type: ignore[return-value]
-    if websocket.handshake_error is not None:
-        return _malformed_response(websocket.handshake_error)
-    if websocket.refused and not websocket.accepted:
-        code, reason = websocket.close_code, websocket.close_reason
-        if code == 1006:  # the client vanished during the handshake
-            return TakenOverResponse()
-        return _text_response(
-            403, f"WebSocket refused by the view (close code {code}). {reason}".strip()
-        )
-    if not websocket.accepted:
-        if response is not None:
-            return response
-        websocket.accept()
-        if not websocket.accepted:  # the client vanished during the handshake
-            return TakenOverResponse()
+    if isinstance(websocket, AsyncWebSocket):
+        return async_to_sync(afinish)(request, response)
+    settled = _settled(websocket, response)
+    if settled is not None:
+        return settled
+    websocket.accept()
+    if not websocket.accepted:  # the client vanished during the handshake
+        return TakenOverResponse()
     websocket.close(1000)
-    return response if isinstance(response, TakenOverResponse) else TakenOverResponse()
+    return _ended(response)
+
+
+async def afinish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
+    """:func:`finish` for an async view (or an async middleware chain)."""
+    websocket: WebSocket | AsyncWebSocket | None = getattr(request, "websocket", None)
+    if websocket is None:
+        return response  # type: ignore[return-value]
+    if isinstance(websocket, WebSocket):
+        return await sync_to_async(finish)(request, response)
+    settled = _settled(websocket, response)
+    if settled is not None:
+        return settled
+    await websocket.accept()
+    if not websocket.accepted:
+        return TakenOverResponse()
+    await websocket.close(1000)
+    return _ended(response)
+
+
+def _report(
+    request: HttpRequest, websocket: WebSocket | AsyncWebSocket, exc: Exception
+) -> bool | None:
+    # None: not ours, let it propagate; True: close with 1011; False: a normal end.
+    if isinstance(exc, ConnectionClosed) and websocket.closed:
+        # The client went away (even during the handshake): a normal end.
+        logger.debug("WebSocket view at %s ended: %s", request.path, exc)
+        return False
+    if not websocket.accepted:
+        return None
+    signals.got_request_exception.send(sender=None, request=request)
+    request_logger.error(
+        "Internal Server Error: %s (WebSocket closed with 1011)",
+        request.path,
+        exc_info=exc,
+        extra={"status_code": 500, "request": request},
+    )
+    return True
 
 
 def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse | None:
@@ -205,22 +290,31 @@ def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse | Non
     propagate, as for any view); after it, it is logged and signalled as Django
     does for HTTP, and the connection closes with 1011.
     """
-    websocket: WebSocket | None = getattr(request, "websocket", None)
+    websocket: WebSocket | AsyncWebSocket | None = getattr(request, "websocket", None)
     if websocket is None:
         return None
-    if isinstance(exc, ConnectionClosed) and websocket.closed:
-        # The client went away (even during the handshake): a normal end.
-        logger.debug("WebSocket view at %s ended: %s", request.path, exc)
-    elif not websocket.accepted:
+    if isinstance(websocket, AsyncWebSocket):
+        return async_to_sync(ahandle_exception)(request, exc)
+    verdict = _report(request, websocket, exc)
+    if verdict is None:
         return None
-    else:
-        signals.got_request_exception.send(sender=None, request=request)
-        request_logger.error(
-            "Internal Server Error: %s (WebSocket closed with 1011)",
-            request.path,
-            exc_info=exc,
-            extra={"status_code": 500, "request": request},
-        )
+    if verdict:
         with contextlib.suppress(OSError):
             websocket.close(1011, "internal error")
     return finish(request, None)
+
+
+async def ahandle_exception(request: HttpRequest, exc: Exception) -> HttpResponse | None:
+    """:func:`handle_exception` for an async view."""
+    websocket: WebSocket | AsyncWebSocket | None = getattr(request, "websocket", None)
+    if websocket is None:
+        return None
+    if isinstance(websocket, WebSocket):
+        return await sync_to_async(handle_exception)(request, exc)
+    verdict = _report(request, websocket, exc)
+    if verdict is None:
+        return None
+    if verdict:
+        with contextlib.suppress(OSError):
+            await websocket.close(1011, "internal error")
+    return await afinish(request, None)

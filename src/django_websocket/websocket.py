@@ -1,4 +1,8 @@
-"""``request.websocket``: the blocking WebSocket API a view talks through.
+"""``request.websocket``: the WebSocket API a view talks through.
+
+:class:`WebSocket` is the blocking API of a sync view, :class:`AsyncWebSocket`
+its awaitable twin for an ``async def`` view: the same names, the same
+meaning, on either transport.
 
 The names and their meaning come from the original django-websocket README
 (``wait``, ``read``, ``count_messages``, ``has_messages``, ``send``, iteration);
@@ -12,16 +16,17 @@ needs the connection (or :meth:`WebSocket.accept`). A view that returns an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from .exceptions import ConnectionClosed, InvalidState, MalformedWebSocket
 from .handshake import select_subprotocol
 
-__all__ = ["Message", "Transport", "WebSocket"]
+__all__ = ["AsyncTransport", "AsyncWebSocket", "Endpoint", "Message", "Transport", "WebSocket"]
 
 #: What a message is: ``str`` for a text frame, ``bytes`` for a binary frame.
 Message = str | bytes
@@ -29,19 +34,8 @@ Message = str | bytes
 _Fallback = TypeVar("_Fallback")
 
 
-class Transport(Protocol):
-    """What a transport's open connection offers :class:`WebSocket`."""
-
+class _TransportState(Protocol):
     subprotocol: str | None
-
-    def receive(self, timeout: float | None) -> Message:
-        """Return the next message; raise TimeoutError or ConnectionClosed."""
-
-    def send(self, data: Message) -> None:
-        """Send one message; raise ConnectionClosed once closed."""
-
-    def close(self, code: int, reason: str) -> None:
-        """Run the closing handshake and release the connection."""
 
     @property
     def closed(self) -> bool:
@@ -52,40 +46,92 @@ class Transport(Protocol):
         """The close code and reason, ``(None, "")`` while open."""
 
 
-class WebSocket:
-    """A WebSocket connection, seen from a synchronous view.
+class Transport(_TransportState, Protocol):
+    """What a transport's open connection offers :class:`WebSocket`."""
 
-    Views get it as ``request.websocket``; they never build one themselves.
-    Every method is safe to call after the connection closed: receiving methods
-    return ``None`` (or the fallback), :meth:`send` raises
-    :class:`~django_websocket.exceptions.ConnectionClosed`. :meth:`send` may be
-    called from any thread; receiving is for one thread at a time.
-    """
+    def receive(self, timeout: float | None) -> Message:
+        """Return the next message; raise TimeoutError or ConnectionClosed."""
+
+    def send(self, data: Message) -> None:
+        """Send one message; raise ConnectionClosed once closed."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Run the closing handshake and release the connection."""
+
+
+class AsyncTransport(_TransportState, Protocol):
+    """What a transport's open connection offers :class:`AsyncWebSocket`."""
+
+    def receive_nowait(self) -> Message:
+        """Return a message that already arrived; raise TimeoutError or ConnectionClosed."""
+
+    async def receive(self, timeout: float | None) -> Message:
+        """Return the next message; raise TimeoutError or ConnectionClosed."""
+
+    async def send(self, data: Message) -> None:
+        """Send one message; raise ConnectionClosed once closed."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Run the closing handshake and release the connection."""
+
+
+class Endpoint(Protocol):
+    """A WebSocket request that a transport can accept, in either style."""
+
+    def open(self, subprotocol: str | None) -> Transport:
+        """Complete the handshake from a sync view's thread."""
+
+    async def open_async(self, subprotocol: str | None) -> AsyncTransport:
+        """Complete the handshake from an async view."""
+
+    def claim_sync_view(self) -> bool:
+        """Reserve what a sync view holds for its lifetime; ``False`` when none is left."""
+
+
+def _as_message(message: object) -> Message:
+    # The original library sent anything through str(); bytes-likes go as binary.
+    if isinstance(message, str | bytes):
+        return message
+    if isinstance(message, bytearray | memoryview):
+        return bytes(message)
+    return str(message)
+
+
+def _encode_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_T = TypeVar("_T", bound=_TransportState)
+
+
+class _Connection(Generic[_T]):
+    """What both APIs share: the handshake state, non-blocking reads, close info."""
 
     def __init__(
-        self,
-        opener: Callable[[str | None], Transport],
-        offered_protocols: Sequence[str] = (),
-        max_pending: int = 16,
+        self, endpoint: Endpoint, offered_protocols: Sequence[str] = (), max_pending: int = 16
     ) -> None:
-        self._opener = opener
+        self._endpoint = endpoint
         self._offered = tuple(offered_protocols)
         self._supported: tuple[str, ...] = ()
-        self._transport: Transport | None = None
+        self._transport: _T | None = None
         self._refused: tuple[int, str] | None = None
         #: Why the handshake could not be completed, when the engine refused it.
         self.handshake_error: MalformedWebSocket | None = None
         self._pending: deque[Message] = deque()
         self._max_pending = max(1, max_pending)
-        self._accept_lock = threading.Lock()
-
-    # ---- handshake ---------------------------------------------------------------------
 
     def _set_protocols(self, protocols: Sequence[str] | None) -> None:
         # Called by the decorator and the middleware, before the view runs.
         if self._transport is not None:
             raise InvalidState("subprotocols cannot change after the handshake")
         self._supported = tuple(protocols or ())
+
+    def _handshake_failed(self, exc: OSError | MalformedWebSocket) -> None:
+        if isinstance(exc, MalformedWebSocket):
+            self.handshake_error = exc
+            self._refused = (1002, exc.reason)
+        else:  # the client went away during the handshake
+            self._refused = (1006, "")
 
     @property
     def protocol(self) -> str | None:
@@ -108,55 +154,8 @@ class WebSocket:
         """Whether the view closed the WebSocket before accepting it."""
         return self._refused is not None
 
-    def accept(self) -> None:
-        """Send the 101 response now, if it was not sent yet.
-
-        Other methods accept implicitly; call this to open the connection before
-        the first message, for example to start a long computation afterwards.
-        Accepting a WebSocket that :meth:`close` refused does nothing.
-        """
-        self._open()
-
-    def _open(self) -> Transport | None:
-        transport = self._transport
-        if transport is not None or self._refused is not None:
-            return transport
-        with self._accept_lock:
-            if self._transport is None and self._refused is None:
-                try:
-                    self._transport = self._opener(self.protocol)
-                except OSError:
-                    # The client went away during the handshake.
-                    self._refused = (1006, "")
-                except MalformedWebSocket as exc:
-                    self.handshake_error = exc
-                    self._refused = (1002, exc.reason)
-            return self._transport
-
-    # ---- receiving ---------------------------------------------------------------------
-
-    def wait(self, timeout: float | None = None) -> Message | None:
-        """Return the next message, blocking until one arrives.
-
-        Args:
-            timeout: seconds to wait at most; ``None`` waits as long as it takes.
-
-        Returns:
-            The message, or ``None`` once the client has closed the connection
-            (or vanished) and every message received before was handed out.
-
-        Raises:
-            TimeoutError: when ``timeout`` elapses before a message arrives.
-        """
-        if self._pending:
-            return self._pending.popleft()
-        transport = self._open()
-        if transport is None:
-            return None
-        try:
-            return transport.receive(timeout)
-        except ConnectionClosed:
-            return None
+    def _poll(self) -> Message:
+        raise NotImplementedError
 
     def read(self, fallback: _Fallback | None = None) -> Message | _Fallback | None:
         """Return a message that has already arrived, without blocking.
@@ -171,11 +170,8 @@ class WebSocket:
         """
         if self._pending:
             return self._pending.popleft()
-        transport = self._open()
-        if transport is None:
-            return fallback
         try:
-            return transport.receive(0)
+            return self._poll()
         except (TimeoutError, ConnectionClosed):
             return fallback
 
@@ -185,12 +181,9 @@ class WebSocket:
         The count stops at ``WEBSOCKET_MAX_QUEUE``: past it the server stops
         reading from the client, which is how a slow view pushes back.
         """
-        transport = self._open()
-        if transport is None:
-            return len(self._pending)
         while len(self._pending) < self._max_pending:
             try:
-                self._pending.append(transport.receive(0))
+                self._pending.append(self._poll())
             except (TimeoutError, ConnectionClosed):
                 break
         return len(self._pending)
@@ -205,66 +198,9 @@ class WebSocket:
         self._pending.append(message)
         return True
 
-    def __iter__(self) -> Iterator[Message]:
-        """Yield every message from the client; stop once it closes the connection."""
-        while (message := self.wait()) is not None:
-            yield message
-
-    def wait_json(self, timeout: float | None = None) -> Any:
-        """Wait for one message and decode it as JSON.
-
-        Returns:
-            The decoded value, or ``None`` once the connection is closed.
-
-        Raises:
-            TimeoutError: when ``timeout`` elapses first.
-            ValueError: when the message is not valid JSON.
-        """
-        message = self.wait(timeout)
-        return None if message is None else json.loads(message)
-
-    # ---- sending -----------------------------------------------------------------------
-
-    def send(self, message: object) -> None:
-        """Send one message to the client.
-
-        ``str`` goes as a text frame, ``bytes`` (or ``bytearray``, ``memoryview``)
-        as a binary frame, anything else as the text of ``str(message)``, as the
-        original library did.
-
-        Raises:
-            ConnectionClosed: when the connection is already closed.
-        """
-        if isinstance(message, str | bytes):
-            data: Message = message
-        elif isinstance(message, bytearray | memoryview):
-            data = bytes(message)
-        else:
-            data = str(message)
-        transport = self._open()
-        if transport is None:
-            code, reason = self._refused or (1006, "")
-            raise ConnectionClosed(code, reason)
-        transport.send(data)
-
-    def send_json(self, value: Any) -> None:
-        """Send ``value`` encoded as JSON, in a text frame."""
-        self.send(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
-
-    # ---- closing -----------------------------------------------------------------------
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason``; wait for the client (bounded).
-
-        Before the handshake, closing refuses the WebSocket: the client gets an
-        HTTP 403 response instead of a connection. Closing twice does nothing.
-        """
-        with self._accept_lock:
-            if self._transport is None:
-                if self._refused is None:
-                    self._refused = (code, reason)
-                return
-        self._transport.close(code, reason)
+    def _closed_error(self) -> ConnectionClosed:
+        code, reason = self._refused or (1006, "")
+        return ConnectionClosed(code, reason)
 
     @property
     def closed(self) -> bool:
@@ -290,3 +226,217 @@ class WebSocket:
             return None if self._refused is None else self._refused[1]
         code, reason = self._transport.close_info
         return None if code is None else reason
+
+
+class WebSocket(_Connection[Transport]):
+    """A WebSocket connection, seen from a synchronous view.
+
+    Views get it as ``request.websocket``; they never build one themselves.
+    Every method is safe to call after the connection closed: receiving methods
+    return ``None`` (or the fallback), :meth:`send` raises
+    :class:`~django_websocket.exceptions.ConnectionClosed`. :meth:`send` may be
+    called from any thread; receiving is for one thread at a time.
+    """
+
+    def __init__(
+        self, endpoint: Endpoint, offered_protocols: Sequence[str] = (), max_pending: int = 16
+    ) -> None:
+        super().__init__(endpoint, offered_protocols, max_pending)
+        self._accept_lock = threading.Lock()
+
+    def to_async(self) -> AsyncWebSocket:
+        """The awaitable twin of this WebSocket, for an async view (before the handshake)."""
+        if self._transport is not None or self._refused is not None:
+            raise InvalidState("only a WebSocket that is not open yet can become async")
+        twin = AsyncWebSocket(self._endpoint, self._offered, self._max_pending)
+        twin._supported = self._supported
+        return twin
+
+    def accept(self) -> None:
+        """Send the 101 response now, if it was not sent yet.
+
+        Other methods accept implicitly; call this to open the connection before
+        the first message, for example to start a long computation afterwards.
+        Accepting a WebSocket that :meth:`close` refused does nothing.
+        """
+        self._open()
+
+    def _open(self) -> Transport | None:
+        if self._transport is not None or self._refused is not None:
+            return self._transport
+        with self._accept_lock:
+            if self._transport is None and self._refused is None:
+                try:
+                    self._transport = self._endpoint.open(self.protocol)
+                except (OSError, MalformedWebSocket) as exc:
+                    self._handshake_failed(exc)
+            return self._transport
+
+    def _poll(self) -> Message:
+        transport = self._open()
+        if transport is None:
+            raise self._closed_error()
+        return transport.receive(0)
+
+    def wait(self, timeout: float | None = None) -> Message | None:
+        """Return the next message, blocking until one arrives.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            The message, or ``None`` once the client has closed the connection
+            (or vanished) and every message received before was handed out.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses before a message arrives.
+        """
+        if self._pending:
+            return self._pending.popleft()
+        transport = self._open()
+        if transport is None:
+            return None
+        try:
+            return transport.receive(timeout)
+        except ConnectionClosed:
+            return None
+
+    def __iter__(self) -> Iterator[Message]:
+        """Yield every message from the client; stop once it closes the connection."""
+        while (message := self.wait()) is not None:
+            yield message
+
+    def wait_json(self, timeout: float | None = None) -> Any:
+        """Wait for one message and decode it as JSON.
+
+        Returns:
+            The decoded value, or ``None`` once the connection is closed.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses first.
+            ValueError: when the message is not valid JSON.
+        """
+        message = self.wait(timeout)
+        return None if message is None else json.loads(message)
+
+    def send(self, message: object) -> None:
+        """Send one message to the client.
+
+        ``str`` goes as a text frame, ``bytes`` (or ``bytearray``, ``memoryview``)
+        as a binary frame, anything else as the text of ``str(message)``, as the
+        original library did.
+
+        Raises:
+            ConnectionClosed: when the connection is already closed.
+        """
+        data = _as_message(message)
+        transport = self._open()
+        if transport is None:
+            raise self._closed_error()
+        transport.send(data)
+
+    def send_json(self, value: Any) -> None:
+        """Send ``value`` encoded as JSON, in a text frame."""
+        self.send(_encode_json(value))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``; wait for the client (bounded).
+
+        Before the handshake, closing refuses the WebSocket: the client gets an
+        HTTP 403 response instead of a connection. Closing twice does nothing.
+        """
+        with self._accept_lock:
+            if self._transport is None:
+                if self._refused is None:
+                    self._refused = (code, reason)
+                return
+        self._transport.close(code, reason)
+
+
+class AsyncWebSocket(_Connection[AsyncTransport]):
+    """A WebSocket connection, seen from an ``async def`` view.
+
+    The same names as :class:`WebSocket`, awaited where they wait:
+    ``await ws.wait()``, ``await ws.send(...)``, ``async for message in ws``,
+    ``await ws.close()``. :meth:`read`, :meth:`count_messages` and
+    :meth:`has_messages` never wait and are not awaited; before the handshake
+    nothing can have arrived, so they report nothing (they do not accept).
+    """
+
+    def __init__(
+        self, endpoint: Endpoint, offered_protocols: Sequence[str] = (), max_pending: int = 16
+    ) -> None:
+        super().__init__(endpoint, offered_protocols, max_pending)
+        self._accept_lock = asyncio.Lock()
+
+    async def accept(self) -> None:
+        """Send the 101 response now, if it was not sent yet (see :meth:`WebSocket.accept`)."""
+        await self._open()
+
+    async def _open(self) -> AsyncTransport | None:
+        if self._transport is not None or self._refused is not None:
+            return self._transport
+        async with self._accept_lock:
+            if self._transport is None and self._refused is None:
+                try:
+                    self._transport = await self._endpoint.open_async(self.protocol)
+                except (OSError, MalformedWebSocket) as exc:
+                    self._handshake_failed(exc)
+            return self._transport
+
+    def _poll(self) -> Message:
+        if self._transport is None:
+            raise self._closed_error() if self._refused else TimeoutError("not accepted yet")
+        return self._transport.receive_nowait()
+
+    async def wait(self, timeout: float | None = None) -> Message | None:
+        """Return the next message, waiting until one arrives.
+
+        Returns ``None`` once the client has closed the connection and every
+        message received before was handed out; raises ``TimeoutError`` when
+        ``timeout`` seconds elapse first.
+        """
+        if self._pending:
+            return self._pending.popleft()
+        transport = self._transport or await self._open()
+        if transport is None:
+            return None
+        try:
+            return await transport.receive(timeout)
+        except ConnectionClosed:
+            return None
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        """Yield every message from the client; stop once it closes the connection."""
+        while (message := await self.wait()) is not None:
+            yield message
+
+    async def wait_json(self, timeout: float | None = None) -> Any:
+        """Wait for one message and decode it as JSON (``None`` once closed)."""
+        message = await self.wait(timeout)
+        return None if message is None else json.loads(message)
+
+    async def send(self, message: object) -> None:
+        """Send one message to the client, typed as :meth:`WebSocket.send` does.
+
+        Raises:
+            ConnectionClosed: when the connection is already closed.
+        """
+        data = _as_message(message)
+        transport = self._transport or await self._open()
+        if transport is None:
+            raise self._closed_error()
+        await transport.send(data)
+
+    async def send_json(self, value: Any) -> None:
+        """Send ``value`` encoded as JSON, in a text frame."""
+        await self.send(_encode_json(value))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason`` (before accept: refuse with 403)."""
+        async with self._accept_lock:
+            if self._transport is None:
+                if self._refused is None:
+                    self._refused = (code, reason)
+                return
+        await self._transport.close(code, reason)

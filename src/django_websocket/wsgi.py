@@ -14,6 +14,7 @@ away) and not one byte of HTTP follows the close frame.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 
 from django.core.servers.basehttp import ServerHandler, WSGIRequestHandler, WSGIServer
 
+from . import conf
 from .exceptions import ConnectionClosed, UnsupportedServer
 from .protocol import (
     OPEN,
@@ -39,7 +41,9 @@ __all__ = [
     "RUNSERVER_SOCKET_KEY",
     "SERVERS",
     "TAKEN_OVER_KEY",
+    "WSGIAsyncConnection",
     "WSGIConnection",
+    "WSGIEndpoint",
     "WSGIServerSupport",
     "WebSocketWSGIServer",
     "find_socket",
@@ -229,6 +233,64 @@ def open_connection(
     return WSGIConnection(
         environ, server_socket, open_blocking_connection(engine_socket, protocol, limits)
     )
+
+
+class WSGIAsyncConnection:
+    """A :class:`WSGIConnection` for an async view: each blocking call runs in a worker thread."""
+
+    def __init__(self, connection: WSGIConnection) -> None:
+        self._connection = connection
+        self.subprotocol = connection.subprotocol
+
+    def receive_nowait(self) -> str | bytes:
+        """Return a message that already arrived; raise TimeoutError or ConnectionClosed."""
+        return self._connection.receive(0)
+
+    async def receive(self, timeout: float | None) -> str | bytes:
+        """Return the next message; raise TimeoutError or ConnectionClosed."""
+        return await asyncio.to_thread(self._connection.receive, timeout)
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one message; raise ConnectionClosed once closed."""
+        await asyncio.to_thread(self._connection.send, data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake (bounded) and release the socket."""
+        await asyncio.to_thread(self._connection.close, code, reason)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the closing handshake has started or the connection is gone."""
+        return self._connection.closed
+
+    @property
+    def close_info(self) -> tuple[int | None, str]:
+        """The close code and reason, or ``(None, "")`` while the connection is open."""
+        return self._connection.close_info
+
+
+class WSGIEndpoint:
+    """A WebSocket request on a WSGI server, ready to be accepted.
+
+    Raises:
+        UnsupportedServer: at creation, when the server does not lend its socket.
+    """
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        find_socket(environ)
+        self._environ = environ
+
+    def open(self, subprotocol: str | None) -> WSGIConnection:
+        """Send the 101 response and start the WebSocket (see :func:`open_connection`)."""
+        return open_connection(self._environ, subprotocol, conf.engine_limits())
+
+    async def open_async(self, subprotocol: str | None) -> WSGIAsyncConnection:
+        """Accept for an async view; the socket I/O stays blocking, in worker threads."""
+        return WSGIAsyncConnection(await asyncio.to_thread(self.open, subprotocol))
+
+    def claim_sync_view(self) -> bool:
+        """Always ``True``: the WSGI server already gave the request its thread."""
+        return True
 
 
 # ---- runserver: our request handler and server class -----------------------------------

@@ -1,4 +1,10 @@
-"""The whole API on every WSGI server we support, with a real client (no middleware)."""
+"""The whole API on every server we support, sync and async views, with a real client.
+
+One suite for both transports: every test runs on runserver, gunicorn (gthread,
+gevent, sync), uvicorn (websockets and wsproto), daphne and hypercorn, once with
+the sync views and once with their async twins. Where a server cannot do
+something, SERVER_TRAITS says so (and docs/deployment.md lists it).
+"""
 
 import json
 import time
@@ -22,8 +28,9 @@ from .conftest import timeout
 pytestmark = pytest.mark.server
 
 
-def test_readme_echo_once_echoes_one_message_then_closes_with_1000(server):
+def test_readme_echo_once_echoes_one_message_then_closes_with_1000(running_server):
     """echo_once (README, verbatim) sends the message back and closes normally."""
+    server = running_server
     with connect_to(server, "/echo_once/") as client:
         client.send("Hello, world")
         assert client.recv(timeout(5)) == "Hello, world"
@@ -32,8 +39,9 @@ def test_readme_echo_once_echoes_one_message_then_closes_with_1000(server):
         assert client.close_code == 1000
 
 
-def test_readme_lower_case_serves_websocket_and_plain_http(server):
+def test_readme_lower_case_serves_websocket_and_plain_http(running_server):
     """lower_case (README, verbatim) lowercases over WebSocket and over plain GET."""
+    server = running_server
     with connect_to(server, "/lower_case/") as client:
         for text in ["HeLLo", "WORLD", "ÉTÉ"]:
             client.send(text)
@@ -96,7 +104,7 @@ def test_view_gets_url_arguments_query_and_a_real_request(server):
     with connect_to(server, "/info/lobby/7/?q=search") as client:
         info = json.loads(client.recv(timeout(5)))
     assert info == {
-        "path": "/info/lobby/7/",
+        "path": server.path("/info/lobby/7/"),
         "room": "lobby",
         "number": 7,
         "query": "search",
@@ -119,7 +127,7 @@ def test_close_code_and_reason_reach_the_client(server):
 def test_a_view_that_raises_closes_with_1011_and_logs_the_error(server):
     """An exception after the handshake closes with 1011 and is logged with its traceback."""
     log = assert_fails_with_1011(server, "/fail/", "ValueError: boom in a WebSocket view")
-    assert "Internal Server Error: /fail/ (WebSocket closed with 1011)" in log
+    assert f"Internal Server Error: {server.path('/fail/')} (WebSocket closed with 1011)" in log
 
 
 @pytest.mark.parametrize(
@@ -132,13 +140,14 @@ def test_a_view_that_raises_closes_with_1011_and_logs_the_error(server):
 )
 def test_a_view_refuses_with_its_own_response_before_the_handshake(server, path, status, body):
     """A response returned (or close() called) before first use refuses the WebSocket."""
-    raw = raw_request(server.port, path, upgrade_headers(server.port, Origin=server.origin))
+    raw = raw_request(server.port, server.path(path), upgrade_headers(server.port, Origin=server.origin))
     assert status_of(raw) == status
     assert not raw.startswith(b"HTTP/1.1 101")
     if body is not None:
         assert body_of(raw) == body
     if status == 302:
-        assert b"\r\nLocation: /login/?next=/private/\r\n" in raw
+        location = f"\r\nLocation: /login/?next={server.path('/private/')}\r\n"
+        assert location.encode() in raw
 
 
 def test_wait_timeout_raises_timeout_error_and_the_connection_stays_open(server):
@@ -184,7 +193,7 @@ def test_count_messages_has_messages_and_read_never_block(server):
 
 def test_a_client_that_vanishes_makes_wait_return_none(server):
     """A dropped TCP connection (no close frame) ends wait() with None and code 1006."""
-    client = RawWebSocket(server.port, "/watch_close/", Origin=server.origin)
+    client = RawWebSocket(server.port, server.path("/watch_close/"), Origin=server.origin)
     time.sleep(0.2 * 1)
     client.vanish()
     assert server.result("watch_close") == {"message": None, "closed": True, "code": 1006}
@@ -192,7 +201,7 @@ def test_a_client_that_vanishes_makes_wait_return_none(server):
 
 def test_a_client_that_vanishes_mid_message_makes_wait_return_none(server):
     """Half a frame, then a dropped connection: wait() returns None, code 1006."""
-    client = RawWebSocket(server.port, "/watch_close/", Origin=server.origin)
+    client = RawWebSocket(server.port, server.path("/watch_close/"), Origin=server.origin)
     client.sock.sendall(b"\x81\xfe\x01\x00" + b"mask" + b"partial payload")
     time.sleep(0.1)
     client.vanish()
@@ -225,7 +234,7 @@ def test_a_view_that_returns_none_without_using_the_websocket_accepts_and_closes
 
 def test_not_one_byte_of_http_follows_the_close_frame(server):
     """After the 101 the stream holds WebSocket frames only, up to the server's EOF."""
-    client = RawWebSocket(server.port, "/echo_once/", Origin=server.origin)
+    client = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
     assert client.response.status_code == 101
     client.send_text("once")
     client.send_close()
@@ -239,7 +248,7 @@ def test_not_one_byte_of_http_follows_the_close_frame(server):
 
 def test_plain_http_to_require_websocket_gets_400_with_a_short_reason(server):
     """require_websocket answers plain HTTP with 400 and says why."""
-    raw = raw_request(server.port, "/echo_once/", {"Host": f"127.0.0.1:{server.port}"})
+    raw = raw_request(server.port, server.path("/chat/"), {"Host": f"127.0.0.1:{server.port}"})
     assert status_of(raw) == 400
     assert b"only takes WebSocket connections" in body_of(raw)
 
@@ -264,7 +273,7 @@ def test_malformed_upgrade_requests_get_400_or_426_never_500(
     headers = upgrade_headers(server.port, Origin=server.origin, **overrides)
     if method == "POST":
         headers["Content-Length"] = "0"
-    raw = raw_request(server.port, "/echo/", headers, method=method)
+    raw = raw_request(server.port, server.path("/echo/"), headers, method=method)
     assert status_of(raw) == status
     assert reason in body_of(raw)
     if status == 426:
@@ -294,7 +303,7 @@ def test_the_same_origin_and_no_origin_are_allowed(server):
 
 def test_garbage_from_the_client_closes_with_1002_and_the_worker_survives(server):
     """Bytes that are not WebSocket frames close the connection with 1002."""
-    client = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+    client = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
     client.sock.sendall(b"\x8f\x00this is not a frame")
     frames, _ = client.events_until_eof()
     client.close()
@@ -307,7 +316,7 @@ def test_garbage_from_the_client_closes_with_1002_and_the_worker_survives(server
 
 def test_invalid_utf8_closes_with_1007(server):
     """A text frame that is not UTF-8 closes the connection with 1007."""
-    client = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+    client = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
     client.protocol.send_frame(__import__("websockets").frames.Frame(Opcode.TEXT, b"\xff\xfe"))
     client.flush()
     frames, _ = client.events_until_eof()
@@ -346,10 +355,10 @@ def test_no_thread_or_file_descriptor_leaks_after_many_connections(server):
     def exercise() -> None:
         for round_ in range(12):
             if round_ % 3 == 0:
-                raw = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+                raw = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
                 raw.vanish()
             elif round_ % 3 == 1:
-                raw = RawWebSocket(server.port, "/echo/", Origin=server.origin)
+                raw = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
                 raw.sock.sendall(b"\xff\xff\xff")
                 raw.events_until_eof()
                 raw.close()

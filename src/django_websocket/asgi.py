@@ -1,0 +1,470 @@
+"""The ASGI transport: WebSocket views on uvicorn, daphne and hypercorn.
+
+:func:`get_asgi_application` is a drop-in for Django's own. Plain HTTP goes to
+Django's ``ASGIHandler`` unchanged. A ``websocket`` scope becomes an ordinary
+Django request (method ``GET``, scheme ``https`` behind ``wss``) that goes
+through the project's middleware and URL resolver to the decorated view, so
+sessions, ``request.user`` and every Origin check work as on WSGI.
+
+The server owns the protocol (framing, keepalive pings, compression); this
+module moves ASGI events. One reader task per connection pulls events into a
+bounded inbox (``WEBSOCKET_MAX_QUEUE``): past it the task stops pulling and the
+server's own flow control pushes back on the client. Messages larger than
+``WEBSOCKET_MAX_MESSAGE_SIZE`` close the connection with 1009 whatever the
+server allows.
+
+An async view awaits the connection directly. A sync view runs in a thread of
+its own (asgiref's per-request thread, inside a ``ThreadSensitiveContext`` per
+connection, never the process-wide one) and reaches the event loop through a
+:class:`ThreadBridge`. At most ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` such threads
+exist at once; past that, connections are refused with 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from io import BytesIO
+from typing import Any, TypeVar
+
+import django
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core import signals
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import connections
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
+
+from . import conf
+from .exceptions import ConnectionClosed, InvalidState
+
+__all__ = [
+    "ASGIConnection",
+    "ThreadBridge",
+    "WebSocketASGIHandler",
+    "get_asgi_application",
+]
+
+logger = logging.getLogger("django_websocket")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+Message = str | bytes
+
+_Result = TypeVar("_Result")
+
+#: The ASGI extension that lets an application refuse with a full HTTP response.
+DENIAL_EXTENSION = "websocket.http.response"
+
+
+class SyncViewSlots:
+    """Counts the threads that sync WebSocket views hold, up to a limit.
+
+    Each sync view holds a thread for as long as its connection lives; an
+    unbounded number of them would exhaust the process, and queueing them
+    would leave clients hanging. Past the limit :meth:`claim` says no.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_use = 0
+
+    def claim(self, limit: int) -> bool:
+        """Take a slot if fewer than ``limit`` are in use; tell whether it was taken."""
+        with self._lock:
+            if self.in_use >= limit:
+                return False
+            self.in_use += 1
+            return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        with self._lock:
+            self.in_use -= 1
+
+
+sync_view_slots = SyncViewSlots()
+
+
+class ASGIConnection:
+    """One ``websocket`` scope, as the connection a view talks through.
+
+    It is the transport behind ``request.websocket``: async views await its
+    methods on the event loop; sync views go through :meth:`open` and the
+    :class:`ThreadBridge` it returns. It turns ASGI events into messages and
+    closes, and the server's errors into
+    :class:`~django_websocket.exceptions.ConnectionClosed`.
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        limits = conf.engine_limits()
+        self._max_size = limits.max_message_size
+        self._max_queue = limits.max_queue
+        self.subprotocol: str | None = None
+        self.accepted = False
+        self.holds_thread_slot = False
+        # Shared with the view's thread when the view is sync: guarded by the condition.
+        self._inbox: deque[Message] = deque()
+        self._arrived = threading.Condition()
+        self._close_info: tuple[int | None, str] = (None, "")
+        self._closing = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._space = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    # ---- handshake ---------------------------------------------------------------------
+
+    @property
+    def supports_denial(self) -> bool:
+        """Whether the server can refuse with a full HTTP response (else only 403)."""
+        return DENIAL_EXTENSION in (self.scope.get("extensions") or {})
+
+    def claim_sync_view(self) -> bool:
+        """Reserve one of the process's threads for a sync view; ``False`` when none is left."""
+        if not self.holds_thread_slot:
+            limit = conf.get("WEBSOCKET_MAX_SYNC_CONNECTIONS")
+            self.holds_thread_slot = sync_view_slots.claim(limit)
+        return self.holds_thread_slot
+
+    async def open_async(self, subprotocol: str | None) -> ASGIConnection:
+        """Accept the WebSocket with ``subprotocol`` and start reading from it."""
+        if not self.accepted:
+            await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+            self.accepted = True
+            self.subprotocol = subprotocol
+            self._reader = asyncio.create_task(self._read_events())
+        return self
+
+    def open(self, subprotocol: str | None) -> ThreadBridge:
+        """Accept from a sync view's thread; return the blocking side of the connection."""
+        bridge = ThreadBridge(self)
+        bridge.run(self.open_async(subprotocol))
+        return bridge
+
+    async def deny(self, response: HttpResponseBase) -> None:
+        """Refuse the WebSocket with ``response`` (or a bare 403 where the server cannot)."""
+        if not self.supports_denial:
+            # ASGI: a close before the accept makes the server answer 403.
+            await self._send({"type": "websocket.close", "code": 1008})
+            return
+        await self._send(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status_code,
+                "headers": response_headers(response),
+            }
+        )
+        body = b"" if response.streaming else response.content  # type: ignore[attr-defined]
+        await self._send({"type": "websocket.http.response.body", "body": body})
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    async def _read_events(self) -> None:
+        try:
+            while True:
+                if len(self._inbox) >= self._max_queue:
+                    self._space.clear()
+                    if len(self._inbox) >= self._max_queue:
+                        await self._space.wait()
+                    continue
+                event = await self._receive()
+                kind = event["type"]
+                if kind == "websocket.receive":
+                    message = event.get("text")
+                    if message is None:
+                        message = event.get("bytes") or b""
+                    if self._too_big(message):
+                        await self.close(1009, "message too big")
+                        return
+                    with self._arrived:
+                        self._inbox.append(message)
+                        self._arrived.notify()
+                    self._wake()
+                elif kind == "websocket.disconnect":
+                    self._set_closed(event.get("code", 1005), event.get("reason") or "")
+                    return
+        except Exception as exc:  # the server failed: the connection is gone either way
+            logger.debug("ASGI receive failed: %r", exc)
+            self._set_closed(1006, "")
+
+    def _too_big(self, message: Message) -> bool:
+        limit = self._max_size
+        if limit is None or len(message) <= limit // 4:
+            return False
+        size = len(message.encode()) if isinstance(message, str) else len(message)
+        return size > limit
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _set_closed(self, code: int, reason: str) -> None:
+        with self._arrived:
+            if self._close_info[0] is None:
+                self._close_info = (code, reason)
+            self._arrived.notify_all()
+        self._wake()
+
+    def _take(self) -> Message:
+        # Called with self._arrived held, or on the loop's thread.
+        message = self._inbox.popleft()
+        if len(self._inbox) == self._max_queue - 1:
+            if self._loop_is_here():
+                self._space.set()
+            else:
+                self._loop.call_soon_threadsafe(self._space.set)
+        return message
+
+    def _loop_is_here(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def receive_nowait(self) -> Message:
+        """Return a message that has already arrived.
+
+        Raises:
+            TimeoutError: when none is waiting.
+            ConnectionClosed: once the connection is closed and drained.
+        """
+        with self._arrived:
+            if self._inbox:
+                return self._take()
+            if self._close_info[0] is not None:
+                raise ConnectionClosed(*self._close_info)
+        raise TimeoutError("no message waiting")
+
+    async def receive(self, timeout: float | None) -> Message:
+        """Return the next message, waiting at most ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses first.
+            ConnectionClosed: once the connection is closed and drained.
+        """
+        while not self._inbox:
+            if self._close_info[0] is not None:
+                raise ConnectionClosed(*self._close_info)
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError("no message waiting")
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            finally:
+                self._waiter = None
+        with self._arrived:
+            return self._take()
+
+    # ---- sending and closing -----------------------------------------------------------
+
+    async def send(self, data: Message) -> None:
+        """Send one message (``str`` as text, ``bytes`` as binary).
+
+        Raises:
+            ConnectionClosed: once the connection is closed or the server says it is.
+        """
+        if self._close_info[0] is not None or self._closing:
+            raise ConnectionClosed(*self._close_info)
+        key = "text" if isinstance(data, str) else "bytes"
+        try:
+            await self._send({"type": "websocket.send", key: data})
+        except Exception as exc:  # ASGI 2.4: an OSError; older servers raise others
+            self._set_closed(1006, "")
+            raise ConnectionClosed(*self._close_info) from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame with ``code`` and ``reason``; the server finishes the handshake."""
+        if self._closing or self._close_info[0] is not None:
+            return
+        self._closing = True
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        self._set_closed(code, reason)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closing or closed."""
+        return self._closing or self._close_info[0] is not None
+
+    @property
+    def close_info(self) -> tuple[int | None, str]:
+        """The close code and reason, ``(None, "")`` while open."""
+        return self._close_info
+
+    async def finish(self) -> None:
+        """Stop reading and give back the thread slot; the view has returned."""
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self.holds_thread_slot:
+            self.holds_thread_slot = False
+            sync_view_slots.release()
+
+
+class ThreadBridge:
+    """The blocking side of an :class:`ASGIConnection`, for a sync view's thread.
+
+    Receiving waits on a condition the reader task signals, so a message costs
+    no trip through the event loop; sending and closing run on the loop.
+    """
+
+    def __init__(self, connection: ASGIConnection) -> None:
+        self._connection = connection
+        self._loop = connection._loop
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol sent in the handshake."""
+        return self._connection.subprotocol
+
+    def run(self, coroutine: Coroutine[Any, Any, _Result]) -> _Result:
+        """Run ``coroutine`` on the connection's event loop and wait for its result."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            coroutine.close()
+            raise InvalidState(
+                "the blocking WebSocket API was called on the event loop; "
+                "use an async view, which gets AsyncWebSocket"
+            )
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def receive(self, timeout: float | None) -> Message:
+        """Return the next message.
+
+        Raises:
+            TimeoutError: when ``timeout`` elapses first (0 means "only if waiting").
+            ConnectionClosed: once the connection is closed and drained.
+        """
+        connection = self._connection
+        with connection._arrived:
+            if not connection._inbox and connection._close_info[0] is None and timeout != 0:
+                connection._arrived.wait_for(
+                    lambda: connection._inbox or connection._close_info[0] is not None, timeout
+                )
+        return connection.receive_nowait()
+
+    def send(self, data: Message) -> None:
+        """Send one message; raise ConnectionClosed once closed."""
+        self.run(self._connection.send(data))
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame; the server finishes the closing handshake."""
+        self.run(self._connection.close(code, reason))
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closing or closed."""
+        return self._connection.closed
+
+    @property
+    def close_info(self) -> tuple[int | None, str]:
+        """The close code and reason, ``(None, "")`` while open."""
+        return self._connection.close_info
+
+
+def response_headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
+    """The headers of ``response`` as ASGI wants them, cookies included."""
+    headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
+    headers.extend(
+        (b"Set-Cookie", cookie.OutputString().encode("ascii"))
+        for cookie in response.cookies.values()
+    )
+    return headers
+
+
+def _http_scope(scope: Scope) -> dict[str, Any]:
+    # Django's ASGIRequest wants an HTTP scope: a method, and an http(s) scheme so
+    # that is_secure() and build_absolute_uri() are right behind wss://.
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    return {**scope, "type": "http", "method": "GET", "scheme": scheme}
+
+
+class WebSocketASGIHandler(ASGIHandler):
+    """Django's ASGI handler, extended to ``websocket`` and ``lifespan`` scopes."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """Serve one ASGI connection: HTTP as Django does, WebSockets through views."""
+        kind = scope["type"]
+        if kind == "websocket":
+            async with ThreadSensitiveContext():
+                await self.handle_websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self.handle_lifespan(receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def handle_lifespan(self, receive: Receive, send: Send) -> None:
+        """Acknowledge start-up and shutdown; Django has nothing to run at either."""
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif event["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run one WebSocket connection through Django's middleware and the view."""
+        if (await receive())["type"] != "websocket.connect":
+            return  # the client left before the handshake
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        connection = ASGIConnection(scope, receive, send)
+        request, response = self.create_request(_http_scope(scope), BytesIO())
+        try:
+            if request is not None:
+                request.websocket_transport = connection  # type: ignore[attr-defined]
+                response = await self.get_response_async(request)
+                response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if not connection.accepted:
+                if response is not None:
+                    await connection.deny(response)
+            elif not connection.closed:
+                # Only an exception that no WebSocket code handled gets here as a 500.
+                failed = response is not None and response.status_code >= 500
+                await connection.close(1011 if failed else 1000)
+        finally:
+            await connection.finish()
+            await sync_to_async(_end_request)(response)
+
+
+def _end_request(response: HttpResponseBase | None) -> None:
+    # Runs in the connection's thread: request_finished closes what Django closes
+    # per request; the thread ends with the connection, so nothing of it may stay open.
+    try:
+        if response is not None:
+            response.close()
+        else:
+            signals.request_finished.send(sender=WebSocketASGIHandler)
+    finally:
+        connections.close_all()
+
+
+def get_asgi_application() -> WebSocketASGIHandler:
+    """Return the ASGI application of the project: HTTP and WebSockets.
+
+    Use it where Django's ``get_asgi_application`` was, in the project's
+    ``asgi.py``::
+
+        from django_websocket.asgi import get_asgi_application
+        application = get_asgi_application()
+
+    and serve it with ``uvicorn project.asgi:application`` (or daphne, or hypercorn).
+    """
+    django.setup(set_prefix=False)
+    return WebSocketASGIHandler()

@@ -1,0 +1,9 @@
+"""ASGI application of the test project, for uvicorn, daphne and hypercorn."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+from django_websocket.asgi import get_asgi_application  # noqa: E402
+
+application = get_asgi_application()
