@@ -30,7 +30,7 @@ def assert_fails_with_1011(server, path: str, logged: str) -> str:
         assert client.recv(timeout(5)) == "about to fail"
         with pytest.raises(ConnectionClosed):
             client.recv(timeout(5))
-        assert client.close_code == 1011
+        assert client.close_code == server.traits.error_close_code
     return server.wait_for_log(logged)
 
 

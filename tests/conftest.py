@@ -46,7 +46,16 @@ SERVER_COMMANDS = {
     # uvicorn's default WebSocket implementation is websockets' sans-I/O one.
     "uvicorn": uvicorn(),
     "uvicorn-wsproto": uvicorn("--ws", "wsproto"),
-    "daphne": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "tests.asgi:application"],
+    "daphne": [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "tests.asgi:application",
+    ],
     "hypercorn": [sys.executable, "-m", "hypercorn", "-b", "127.0.0.1:0", "tests.asgi:application"],
 }
 READY = re.compile(
@@ -54,6 +63,52 @@ READY = re.compile(
     rb"|Uvicorn running on http://|Listening on TCP address |Running on http://)"
     rb"127\.0\.0\.1:(\d+)"
 )
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a server does that our code cannot change; docs/deployment.md has the table."""
+
+    #: A refusal reaches the client with the view's own status and body (else a bare 403).
+    denial: bool = True
+    #: Close reasons reach the client.
+    close_reasons: bool = True
+    #: The close code a view that raised ends with (daphne cannot send 1011).
+    error_close_code: int = 1011
+    #: Empty text messages are delivered.
+    empty_text: bool = True
+    #: permessage-deflate is negotiated by default.
+    deflate: bool = True
+    #: The code a view sees when the client drops the TCP connection without a close frame.
+    vanish_code: int = 1006
+    #: The view sees the client's own close code (hypercorn reports 1006 instead).
+    client_close_code: bool = True
+    #: A protocol error gets a close frame with its code (else the connection is dropped).
+    protocol_error_close_frame: bool = True
+    #: Malformed handshakes get our 400/426 and reason (else the server's own 4xx).
+    our_handshake_errors: bool = True
+    #: The close code of a message over WEBSOCKET_MAX_MESSAGE_SIZE (daphne's own 1 MiB cap wins).
+    too_big_code: int = 1009
+
+
+ASGI_HANDSHAKE = {"our_handshake_errors": False}
+TRAITS = {
+    "uvicorn": Traits(vanish_code=1005, **ASGI_HANDSHAKE),
+    "uvicorn-wsproto": Traits(vanish_code=1005, protocol_error_close_frame=False, **ASGI_HANDSHAKE),
+    "daphne": Traits(
+        denial=False,
+        close_reasons=False,
+        error_close_code=4011,
+        empty_text=False,
+        deflate=False,
+        protocol_error_close_frame=False,
+        too_big_code=1006,
+        **ASGI_HANDSHAKE,
+    ),
+    "hypercorn": Traits(
+        client_close_code=False, protocol_error_close_frame=False, **ASGI_HANDSHAKE
+    ),
+}
 
 
 @dataclass
@@ -76,6 +131,10 @@ class Server:
     @property
     def is_asgi(self) -> bool:
         return self.kind in ASGI_SERVERS
+
+    @property
+    def traits(self) -> Traits:
+        return TRAITS.get(self.kind, Traits())
 
     def path(self, path: str) -> str:
         """The path of a view under test, sync or async as the test runs."""
@@ -171,6 +230,9 @@ def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None 
 WSGI_SERVERS = ["runserver", "gunicorn-gthread", "gunicorn-gevent", "gunicorn-sync"]
 ASGI_SERVERS = ["uvicorn", "uvicorn-wsproto", "daphne", "hypercorn"]
 ALL_SERVERS = WSGI_SERVERS + ASGI_SERVERS
+#: Async views need an event loop per OS thread: gevent's greenlets share one thread, and
+#: Django's async_to_sync refuses to start a second loop there (docs/deployment.md).
+NO_ASYNC_VIEWS = {"gunicorn-gevent"}
 
 
 @pytest.fixture(scope="module", params=ALL_SERVERS)
@@ -193,3 +255,17 @@ def server_with_middleware(request):
     running = start_server(request.param, middleware=True)
     yield running
     running.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the server and view combinations we do not support (NO_ASYNC_VIEWS)."""
+    unsupported = [
+        item
+        for item in items
+        if (params := getattr(item, "callspec", None))
+        and params.params.get("server") == "async"
+        and params.params.get("running_server") in NO_ASYNC_VIEWS
+    ]
+    if unsupported:
+        config.hook.pytest_deselected(items=unsupported)
+        items[:] = [item for item in items if item not in unsupported]

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from django_websocket import AsyncWebSocket, ConnectionClosed, WebSocket
+from django_websocket import ConnectionClosed, WebSocket
 
 
 class MemoryTransport:
@@ -119,7 +119,11 @@ def pair():
         transport.subprotocol = subprotocol
         return transport
 
-    return WebSocket(OpenerEndpoint(opener), ["chat.v1", "chat.v2"], max_pending=4), transport, opened
+    return (
+        WebSocket(OpenerEndpoint(opener), ["chat.v1", "chat.v2"], max_pending=4),
+        transport,
+        opened,
+    )
 
 
 def test_the_handshake_waits_for_first_use(pair):
@@ -364,7 +368,7 @@ def test_async_send_types_json_and_timeout(async_pair):
 
 def test_async_close_before_accept_refuses_and_send_raises(async_pair):
     """Closing before the handshake refuses it; send then raises ConnectionClosed."""
-    websocket, transport, opened = async_pair
+    websocket, _, opened = async_pair
 
     async def scenario():
         await websocket.close(4003, "no")

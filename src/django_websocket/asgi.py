@@ -109,6 +109,10 @@ class ASGIConnection:
         limits = conf.engine_limits()
         self._max_size = limits.max_message_size
         self._max_queue = limits.max_queue
+        # ASGI 2.3 added close reasons; the servers older than that (daphne) send
+        # no reason and refuse close codes an application may not send itself.
+        spec_version = (scope.get("asgi") or {}).get("spec_version", "2.0")
+        self._legacy_close = tuple(map(int, spec_version.split("."))) < (2, 3)
         self.subprotocol: str | None = None
         self.accepted = False
         self.holds_thread_slot = False
@@ -122,6 +126,11 @@ class ASGIConnection:
         self._reader: asyncio.Task[None] | None = None
 
     # ---- handshake ---------------------------------------------------------------------
+
+    @property
+    def offered_subprotocols(self) -> list[str]:
+        """The subprotocols the client offered (servers may strip the header itself)."""
+        return list(self.scope.get("subprotocols") or ())
 
     @property
     def supports_denial(self) -> bool:
@@ -288,8 +297,13 @@ class ASGIConnection:
         if self._closing or self._close_info[0] is not None:
             return
         self._closing = True
+        sent = code
+        if self._legacy_close and code != 1000 and not 3000 <= code <= 4999:
+            # Autobahn (daphne) drops other codes silently and the connection would
+            # stay open: 1011 goes out as 4011, 1009 as 4009.
+            sent = 4000 + code % 1000
         with contextlib.suppress(Exception):  # the client may be gone already
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            await self._send({"type": "websocket.close", "code": sent, "reason": reason})
         self._set_closed(code, reason)
 
     @property

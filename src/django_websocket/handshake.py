@@ -61,17 +61,32 @@ def validate_upgrade(method: str, headers: Mapping[str, str]) -> None:
         raise MalformedWebSocket("the Upgrade header must be 'websocket' alone")
     if "upgrade" not in header_tokens(headers.get("connection")):
         raise MalformedWebSocket("missing 'Connection: Upgrade' header")
-    version = headers.get("sec-websocket-version")
-    if version is None:
+    if headers.get("sec-websocket-version") is None:
         raise MalformedWebSocket("missing Sec-WebSocket-Version header")
-    if version.strip() != SUPPORTED_VERSION:
+    if headers.get("sec-websocket-key") is None:
+        raise MalformedWebSocket("missing Sec-WebSocket-Key header")
+    validate_handshake_values(headers)
+
+
+def validate_handshake_values(headers: Mapping[str, str]) -> None:
+    """Check the version and key headers that are present (RFC 6455 section 4.2.1).
+
+    ASGI servers check the handshake before the application sees it, but some
+    accept what RFC 6455 does not (wsproto any key, autobahn older versions)
+    and some keep these headers from the application: what is there is checked.
+
+    Raises:
+        MalformedWebSocket: as :func:`validate_upgrade` does.
+    """
+    version = headers.get("sec-websocket-version")
+    if version is not None and version.strip() != SUPPORTED_VERSION:
         raise MalformedWebSocket(
             f"unsupported WebSocket version {version.strip()[:20]!r}; this server speaks 13",
             status=426,
         )
     key = headers.get("sec-websocket-key")
     if key is None:
-        raise MalformedWebSocket("missing Sec-WebSocket-Key header")
+        return
     try:
         raw_key = base64.b64decode(key.strip().encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):

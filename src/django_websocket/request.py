@@ -19,7 +19,12 @@ from django.http import HttpRequest, HttpResponse
 
 from . import conf
 from .exceptions import ConnectionClosed, ForbiddenOrigin, MalformedWebSocket, UnsupportedServer
-from .handshake import SUPPORTED_VERSION, is_upgrade_request, offered_subprotocols, validate_upgrade
+from .handshake import (
+    SUPPORTED_VERSION,
+    is_upgrade_request,
+    validate_handshake_values,
+    validate_upgrade,
+)
 from .websocket import AsyncWebSocket, Endpoint, WebSocket
 from .wsgi import WSGIEndpoint
 
@@ -123,10 +128,8 @@ def _own_origin(request: HttpRequest) -> str:
 
 
 def _endpoint(request: HttpRequest) -> Endpoint:
-    # Our ASGI application attaches the connection; a WSGI server lends its socket.
-    endpoint: Endpoint | None = getattr(request, "websocket_transport", None)
-    if endpoint is not None:
-        return endpoint
+    # A WSGI server lends its socket; an ASGI request without our application's
+    # transport came through another application.
     if isinstance(request, WSGIRequest):
         return WSGIEndpoint(request.environ)
     raise UnsupportedServer(
@@ -142,18 +145,25 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
         ``None`` when the view may run, or the response that refuses the
         request: 400 for a malformed upgrade, 426 for another protocol version,
         403 for a forbidden Origin, 501 when the server cannot serve WebSockets.
+        Under ASGI the request is a WebSocket by its scope, and the server has
+        checked the handshake already.
     """
     if hasattr(request, "is_websocket"):
         return None
     request.is_websocket = IsWebSocket(False)  # type: ignore[attr-defined]
     request.websocket = None  # type: ignore[attr-defined]
+    asgi_endpoint: Endpoint | None = getattr(request, "websocket_transport", None)
     headers = _headers(request)
-    if not is_upgrade_request(headers):
+    if asgi_endpoint is None and not is_upgrade_request(headers):
         return None
     try:
-        validate_upgrade(request.method or "", headers)
+        if asgi_endpoint is None:
+            validate_upgrade(request.method or "", headers)
+        else:
+            validate_handshake_values(headers)
+        # The Origin check is ours on every server: none of them does it.
         conf.origin_policy().check(request.headers.get("origin"), _own_origin(request))
-        endpoint = _endpoint(request)
+        endpoint = asgi_endpoint or _endpoint(request)
     except MalformedWebSocket as exc:
         return _malformed_response(exc)
     except ForbiddenOrigin as exc:
@@ -164,7 +174,7 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
         return _text_response(501, str(exc))
     request.is_websocket = IsWebSocket(True)  # type: ignore[attr-defined]
     request.websocket = WebSocket(  # type: ignore[attr-defined]
-        endpoint, offered_subprotocols(headers), conf.get("WEBSOCKET_MAX_QUEUE")
+        endpoint, endpoint.offered_subprotocols, conf.get("WEBSOCKET_MAX_QUEUE")
     )
     return None
 

@@ -78,6 +78,10 @@ class AsyncTransport(_TransportState, Protocol):
 class Endpoint(Protocol):
     """A WebSocket request that a transport can accept, in either style."""
 
+    @property
+    def offered_subprotocols(self) -> Sequence[str]:
+        """The subprotocols the client offered, in its order of preference."""
+
     def open(self, subprotocol: str | None) -> Transport:
         """Complete the handshake from a sync view's thread."""
 

@@ -27,6 +27,7 @@ from django.core.servers.basehttp import ServerHandler, WSGIRequestHandler, WSGI
 
 from . import conf
 from .exceptions import ConnectionClosed, UnsupportedServer
+from .handshake import offered_subprotocols
 from .protocol import (
     OPEN,
     BlockingConnection,
@@ -279,6 +280,13 @@ class WSGIEndpoint:
     def __init__(self, environ: dict[str, Any]) -> None:
         find_socket(environ)
         self._environ = environ
+
+    @property
+    def offered_subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return offered_subprotocols(
+            {"sec-websocket-protocol": self._environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")}
+        )
 
     def open(self, subprotocol: str | None) -> WSGIConnection:
         """Send the 101 response and start the WebSocket (see :func:`open_connection`)."""

@@ -1,0 +1,23 @@
+"""Django Channels: ProtocolTypeRouter + URLRouter, no channel layer."""
+
+import os
+
+from . import profiling  # noqa: F401
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from .consumers import EchoConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter([path("echo", EchoConsumer.as_asgi())]),
+    }
+)
