@@ -52,6 +52,8 @@ class Config:
     ws: str = "websockets-sansio"
     deflate: bool = False
     settings: str = "project.settings"
+    env: tuple[tuple[str, str], ...] = ()
+    experiment: bool = False  # run only with --experiments or --only
 
 
 CONFIGS = [
@@ -82,6 +84,55 @@ CONFIGS = [
     ),
     Config("dw-async-wsproto", "django_websocket async view", "project.asgi:application", "/async", ws="wsproto"),
     Config("starlette-wsproto", "Starlette endpoint", "project.starlette_app:app", "/echo", ws="wsproto"),
+    # Experiments: the fixes suggested for asgi.py, monkeypatched (bench/project/patched.py).
+    Config(
+        "dw-async-patched",
+        "EXPERIMENT async view, asgi.py patched: notimeout+nolock",
+        "project.asgi_patched:application",
+        "/async",
+        env=(("BENCH_PATCH", "notimeout,nolock"),),
+        experiment=True,
+    ),
+    Config(
+        "dw-async-direct",
+        "EXPERIMENT async view, asgi.py patched: notimeout+nolock+direct",
+        "project.asgi_patched:application",
+        "/async",
+        env=(("BENCH_PATCH", "notimeout,nolock,direct"),),
+        experiment=True,
+    ),
+    Config(
+        "dw-async-nost",
+        "EXPERIMENT async view, asgi.py patched: nosendtimeout only",
+        "project.asgi_patched:application",
+        "/async",
+        env=(("BENCH_PATCH", "nosendtimeout"),),
+        experiment=True,
+    ),
+    Config(
+        "dw-async-all",
+        "EXPERIMENT async view, asgi.py patched: notimeout+nolock+direct+nosendtimeout",
+        "project.asgi_patched:application",
+        "/async",
+        env=(("BENCH_PATCH", "notimeout,nolock,direct,nosendtimeout"),),
+        experiment=True,
+    ),
+    Config(
+        "dw-sync-patched",
+        "EXPERIMENT sync view, asgi.py patched: notimeout+nolock+direct+bridge",
+        "project.asgi_patched:application",
+        "/sync",
+        env=(("BENCH_PATCH", "notimeout,nolock,direct,bridge"),),
+        experiment=True,
+    ),
+    Config(
+        "dw-sync-nowait",
+        "EXPERIMENT sync view, patched: all + send without waiting",
+        "project.asgi_patched:application",
+        "/sync",
+        env=(("BENCH_PATCH", "notimeout,nolock,direct,bridge,sendnowait"),),
+        experiment=True,
+    ),
 ]
 
 # (numerator, denominator, label)
@@ -93,6 +144,12 @@ RATIOS = [
     ("dw-async-wsproto", "starlette-wsproto", "our async ÷ Starlette (wsproto)"),
     ("dw-async-deflate", "starlette-deflate", "our async ÷ Starlette (deflate on)"),
     ("dw-async-mw", "dw-async", "our async with Session+Auth middleware ÷ without"),
+    ("dw-async-patched", "starlette", "EXPERIMENT patched async (notimeout+nolock) ÷ Starlette"),
+    ("dw-async-direct", "starlette", "EXPERIMENT patched async (+direct) ÷ Starlette"),
+    ("dw-async-nost", "dw-async", "EXPERIMENT async without the per-send asyncio.timeout ÷ our async"),
+    ("dw-async-all", "starlette", "EXPERIMENT patched async (all four) ÷ Starlette"),
+    ("dw-sync-patched", "dw-sync", "EXPERIMENT patched sync ÷ our sync"),
+    ("dw-sync-nowait", "dw-sync", "EXPERIMENT patched sync, send without waiting ÷ our sync"),
 ]
 
 METRICS = [
@@ -104,7 +161,28 @@ METRICS = [
     "server_cpu_util",
     "client_cpu_util",
     "server_cpu_us_per_connect",
+    "server_rss_mb",
+    "server_threads",
 ]
+
+
+def snapshot_source(into: Path) -> str:
+    """Copy src/django_websocket into ``into`` and return a hash of it.
+
+    The servers import this copy (first on PYTHONPATH), so an edit of src/ in
+    the middle of a run cannot mix two versions in one table.
+    """
+    import hashlib
+
+    target = into / "django_websocket"
+    shutil.copytree(REPO / "src" / "django_websocket", target, ignore=shutil.ignore_patterns("__pycache__"))
+    digest = hashlib.sha256()
+    for path in sorted(target.rglob("*.py")):
+        digest.update(path.relative_to(into).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+SOURCE_PATH: list[str] = []  # set by main(): the snapshot's directory
 
 
 def free_port() -> int:
@@ -142,8 +220,9 @@ class Server:
     def __enter__(self) -> Server:
         env = {
             **os.environ,
-            "PYTHONPATH": str(BENCH),
+            "PYTHONPATH": os.pathsep.join([*SOURCE_PATH, str(BENCH)]),
             "DJANGO_SETTINGS_MODULE": self.config.settings,
+            **dict(self.config.env),
             **self.extra_env,
         }
         with open(self.log_path, "wb") as log:
@@ -321,7 +400,13 @@ def git_state() -> dict:
         done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True)
         return done.stdout.strip()
 
-    return {"head": git("rev-parse", "--short", "HEAD"), "src_dirty": bool(git("status", "--short", "src"))}
+    import hashlib
+
+    return {
+        "head": git("rev-parse", "--short", "HEAD"),
+        "src_dirty": bool(git("status", "--short", "src")),
+        "src_diff_sha256": hashlib.sha256(git("diff", "HEAD", "--", "src").encode()).hexdigest()[:12],
+    }
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -340,11 +425,13 @@ def render(report: dict) -> str:
         f"uvicorn `--loop uvloop --http httptools`, server on cpu {SERVER_CPU}, client (picows) on cpu {CLIENT_CPU}.",
         "",
         "CPU µs/msg = CPU time (user+system) of the process over the measured window ÷ echoes. "
-        "Connect = server CPU per connection for the handshake + view start.",
+        "Connect = server CPU per connection for the handshake + view start (schedstat). "
+        "RSS and threads of the server with the 100 connections open. "
+        "EXPERIMENT rows run bench/project/patched.py (monkeypatched asgi.py), not the library as it is.",
         "",
         "| config | app | --ws | deflate | msgs/s | p50 ms | p99 ms | server CPU µs/msg | client CPU µs/msg "
-        "| server CPU util | connect µs/conn | server µs/msg per rep |",
-        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| server CPU util | connect µs/conn | server RSS MB / threads | server µs/msg per rep |",
+        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for key, m in med.items():
         c = configs[key]
@@ -354,7 +441,8 @@ def render(report: dict) -> str:
             f"| {key} | {c['label']} | {c['ws']} | {'on' if c['deflate'] else 'off'} | "
             f"{fmt(m['msgs_per_s'], 0)} | {fmt(m['p50_us'] / 1000, 2)} | {fmt(m['p99_us'] / 1000, 2)} | "
             f"**{fmt(m['server_cpu_us_per_msg'])}** | {fmt(m['client_cpu_us_per_msg'])} | "
-            f"{fmt(m['server_cpu_util'] * 100, 0)}% | {fmt(m['server_cpu_us_per_connect'], 0)} | {reps}{err} |"
+            f"{fmt(m['server_cpu_util'] * 100, 0)}% | {fmt(m['server_cpu_us_per_connect'], 0)} | "
+            f"{fmt(m['server_rss_mb'], 0)} / {fmt(m['server_threads'], 0)} | {reps}{err} |"
         )
     lines += [
         "",
@@ -372,11 +460,16 @@ def render(report: dict) -> str:
         f"Machine: {report['machine'].get('cpu_model', '?')}, {report['machine']['cpus']} CPUs, "
         f"Python {report['machine']['python']}, load average before {' '.join(report['machine'].get('loadavg', []))}"
         f", after {' '.join(report.get('loadavg_after', []))}.",
-        f"Source: git {report['git']['head']}{' + uncommitted src/ changes' if report['git']['src_dirty'] else ''}.",
+        f"Source: git {report['git']['head']}{' + uncommitted src/ changes' if report['git']['src_dirty'] else ''}"
+        f" (snapshot of src/django_websocket taken at start, sha256 {report['git']['source_snapshot_sha256']}).",
         "",
         "Reproduce: `bench/.venv/bin/python bench/asgi_echo.py` (setup in bench/README.md).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -394,9 +487,10 @@ def main() -> None:
         "and write results/profile-<key>.md",
     )
     parser.add_argument("--profile-top", type=int, default=40)
+    parser.add_argument("--experiments", action="store_true", help="also run the EXPERIMENT configs")
     args = parser.parse_args()
 
-    configs = CONFIGS
+    configs = [c for c in CONFIGS if args.experiments or not c.experiment]
     if args.only:
         wanted = args.only.split(",")
         unknown = set(wanted) - {c.key for c in CONFIGS}
@@ -404,6 +498,18 @@ def main() -> None:
             parser.error(f"unknown configs: {sorted(unknown)}")
         configs = [c for c in CONFIGS if c.key in wanted]
 
+    # SIGTERM unwinds like Ctrl-C, so every running server is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    snapdir = tempfile.TemporaryDirectory(prefix="asgi-echo-src-")
+    source_hash = snapshot_source(Path(snapdir.name))
+    SOURCE_PATH[:] = [snapdir.name]
+    try:
+        run_all(args, configs, source_hash)
+    finally:
+        snapdir.cleanup()
+
+
+def run_all(args: argparse.Namespace, configs: list[Config], source_hash: str) -> None:
     if args.profile:
         RESULTS.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="asgi-echo-prof-") as logdir:
@@ -424,7 +530,7 @@ def main() -> None:
         },
         "machine": machine(),
         "versions": versions(),
-        "git": git_state(),
+        "git": {**git_state(), "source_snapshot_sha256": source_hash},
         "configs": [asdict(c) for c in configs],
         "runs": {c.key: [] for c in configs},
     }
@@ -434,10 +540,10 @@ def main() -> None:
                 result = run_once(config, args, Path(logdir))
                 report["runs"][config.key].append(result)
                 print(
-                    f"rep {rep + 1}/{args.reps} {config.key:18} {result['msgs_per_s']:9,.0f} msg/s  "
-                    f"server {result['server_cpu_us_per_msg']:6.1f} µs/msg "
-                    f"({result['server_cpu_util']:.0%})  client {result['client_cpu_us_per_msg']:5.1f} µs/msg "
-                    f"({result['client_cpu_util']:.0%})  p50 {result['p50_us'] / 1000:.2f} ms",
+                    f"rep {rep + 1}/{args.reps} {config.key:18} {fmt(result['msgs_per_s'], 0):>9} msg/s  "
+                    f"server {fmt(result['server_cpu_us_per_msg']):>6} µs/msg "
+                    f"({result['server_cpu_util']:.0%})  client {fmt(result['client_cpu_us_per_msg']):>5} µs/msg "
+                    f"({result['client_cpu_util']:.0%})  p50 {fmt(result['p50_us'] / 1000, 2)} ms",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -74,6 +74,41 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return ticks / CLK_TCK
 
 
+def process_tree_sched_seconds(pid: int) -> float:
+    """On-CPU seconds of the live threads of ``pid`` and its descendants (schedstat, ns).
+
+    Finer than ``/proc/<pid>/stat`` ticks (10 ms), but blind to threads that
+    exited: used only for the connect phase, where none do.
+    """
+    total_ns = 0
+    for member in [pid, *_descendants(pid)]:
+        try:
+            tasks = list(Path(f"/proc/{member}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total_ns += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total_ns / 1e9
+
+
+def process_tree_memory(pid: int) -> tuple[float, int]:
+    """Resident memory (MB) and thread count of ``pid`` and its descendants."""
+    rss_kb = threads = 0
+    for member in [pid, *_descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss_kb += int(line.split()[1])
+                elif line.startswith("Threads:"):
+                    threads += int(line.split()[1])
+        except OSError:
+            pass
+    return rss_kb / 1024, threads
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -218,7 +253,7 @@ async def main(args: argparse.Namespace) -> dict:
     )
 
     # Connect, at most 20 handshakes at a time; time the server's CPU for it.
-    cpu_connect0 = process_tree_cpu_seconds(args.server_pid)
+    cpu_connect0 = process_tree_sched_seconds(args.server_pid)
     gate = asyncio.Semaphore(20)
 
     async def connect() -> tuple[WSTransport, EchoClient]:
@@ -232,7 +267,7 @@ async def main(args: argparse.Namespace) -> dict:
 
     connections = await asyncio.gather(*(connect() for _ in range(args.connections)))
     await asyncio.sleep(0.2)  # let the views start iterating
-    cpu_connect = process_tree_cpu_seconds(args.server_pid) - cpu_connect0
+    cpu_connect = process_tree_sched_seconds(args.server_pid) - cpu_connect0
     negotiated = [client.deflate is not None for _, client in connections]
     if args.deflate and not all(negotiated):
         run.errors.append(f"deflate negotiated on {sum(negotiated)}/{len(negotiated)} connections")
@@ -253,6 +288,7 @@ async def main(args: argparse.Namespace) -> dict:
     elapsed = time.perf_counter() - start
     server_cpu = process_tree_cpu_seconds(args.server_pid) - server0
     client_cpu = own_cpu_seconds() - client0
+    rss_mb, threads = process_tree_memory(args.server_pid)
     measured = run.measured
     latencies = sorted(run.latencies_ns)
 
@@ -286,6 +322,8 @@ async def main(args: argparse.Namespace) -> dict:
         "server_cpu_util": server_cpu / elapsed,
         "client_cpu_util": client_cpu / elapsed,
         "server_cpu_us_per_connect": cpu_connect * 1e6 / args.connections,
+        "server_rss_mb": rss_mb,
+        "server_threads": threads,
         "total_round_trips": run.total,
         "errors": run.errors[:20],
         "error_count": len(run.errors),

@@ -41,6 +41,7 @@ async def info(request, room="", number=0):
             "number": number,
             "query": request.GET.get("q"),
             "secure": request.is_secure(),
+            "uri": request.build_absolute_uri(),
             "user": str(user) if user is not None else None,
             "protocol": request.websocket.protocol,
             "is_websocket": request.is_websocket(),

@@ -1,5 +1,6 @@
 """Shared fixtures: real servers as subprocesses, real clients."""
 
+import contextlib
 import os
 import re
 import signal
@@ -189,7 +190,13 @@ class Server:
                 self.process.wait()
 
 
-def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None = None) -> Server:
+def start_server(
+    kind: str,
+    *,
+    middleware: bool = False,
+    extra_env: dict | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Server:
     """Start a server of ``kind`` on a free port; return once it listens."""
     results = Path(tempfile.mkdtemp(prefix=f"djws-{kind}-"))
     log_path = results / "server.log"
@@ -204,7 +211,7 @@ def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None 
     env.update(extra_env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            SERVER_COMMANDS[kind],
+            [*SERVER_COMMANDS[kind], *extra_args],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -222,7 +229,8 @@ def start_server(kind: str, *, middleware: bool = False, extra_env: dict | None 
         if process.poll() is not None:
             break
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     raise RuntimeError(f"{kind} did not start:\n{log_path.read_text(errors='replace')}")
 

@@ -1,6 +1,7 @@
 """Settings of the project the tests serve (in process and in server subprocesses)."""
 
 import os
+import tempfile
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -21,13 +22,22 @@ MIDDLEWARE = [
 if os.environ.get("DJWS_MIDDLEWARE") == "1":
     MIDDLEWARE.append("django_websocket.middleware.WebSocketMiddleware")
 ROOT_URLCONF = "tests.urls"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# The test database is a file: an in-memory SQLite connection ignores close(), and
+# test_asgi checks that the connections of sync views are closed.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"djws-test-{os.getpid()}.sqlite3")},
+    }
+}
 USE_TZ = True
 STATIC_URL = "/static/"
 LOGIN_URL = "/login/"
 WEBSOCKET_PING_INTERVAL = float(os.environ.get("DJWS_PING_INTERVAL", "20"))
 WEBSOCKET_PING_TIMEOUT = float(os.environ.get("DJWS_PING_TIMEOUT", "20"))
 WEBSOCKET_CLOSE_TIMEOUT = 2
+WEBSOCKET_MAX_SYNC_CONNECTIONS = int(os.environ.get("DJWS_MAX_SYNC", "1000"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

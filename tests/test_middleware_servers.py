@@ -1,4 +1,8 @@
-"""WebSocketMiddleware on every WSGI server: routing, one handshake, WEBSOCKET_ACCEPT_ALL."""
+"""WebSocketMiddleware on every server: routing, one handshake, WEBSOCKET_ACCEPT_ALL.
+
+Under ASGI the middleware runs in Django's async middleware chain; under WSGI in
+the sync one. Keepalive and slow readers are checked on one server of each kind.
+"""
 
 import urllib.request
 
@@ -13,7 +17,7 @@ from .clients import (
     status_of,
     upgrade_headers,
 )
-from .conftest import WSGI_SERVERS, start_server, timeout
+from .conftest import NO_ASYNC_VIEWS, WSGI_SERVERS, start_server, timeout
 
 pytestmark = pytest.mark.server
 
@@ -24,6 +28,9 @@ def test_a_websocket_to_a_view_that_does_not_accept_it_gets_400(server_with_midd
     raw = raw_request(
         server.port, "/undecorated/", upgrade_headers(server.port, Origin=server.origin)
     )
+    if not server.traits.denial:
+        assert status_of(raw) == 403
+        return
     assert status_of(raw) == 400
     assert b"does not accept WebSocket" in body_of(raw)
 
@@ -66,6 +73,17 @@ def test_readme_examples_work_under_the_middleware(server_with_middleware):
         assert client.recv(timeout(5)) == "x"
 
 
+def test_async_views_work_under_the_middleware(server_with_middleware):
+    """An async view under the middleware gets AsyncWebSocket (the chain may be sync or async)."""
+    server = server_with_middleware
+    if server.kind in NO_ASYNC_VIEWS:
+        return
+    with connect_to(server, "/async/chat/", subprotocols=["chat.v1"]) as client:
+        assert client.recv(timeout(5)) == "protocol=chat.v1"
+        client.send("async under middleware")
+        assert client.recv(timeout(5)) == "async under middleware"
+
+
 def test_class_based_views_accept_through_method_decorator(server_with_middleware):
     """method_decorator(accept_websocket, name="dispatch") works with the middleware."""
     server = server_with_middleware
@@ -99,7 +117,7 @@ def test_class_based_views_work_without_middleware():
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["runserver", "gunicorn-gthread"])
+@pytest.fixture(scope="module", params=["runserver", "gunicorn-gthread", "uvicorn", "hypercorn"])
 def accept_all_server(request):
     running = start_server(request.param, middleware=True, extra_env={"DJWS_ACCEPT_ALL": "1"})
     yield running
@@ -119,25 +137,44 @@ def test_an_undecorated_view_that_raises_closes_with_1011(accept_all_server):
     assert_fails_with_1011(accept_all_server, "/undecorated_fail/", logged)
 
 
-@pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread"])
+#: Under ASGI keepalive is the server's: these are the options that match our settings.
+FAST_PINGS = {
+    "runserver": (),
+    "gunicorn-gthread": (),
+    "gunicorn-gevent": (),
+    "uvicorn": ("--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3"),
+    "daphne": ("--ping-interval", "1", "--ping-timeout", "1"),  # whole seconds only
+}
+
+
+# hypercorn pings (--websocket-ping-interval) but never declares a silent peer dead.
+@pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread", "uvicorn", "daphne"])
 def test_keepalive_detects_a_peer_that_stopped_answering(kind):
     """A client that never answers pings is declared dead; the view's wait() returns None."""
-    server = start_server(kind, extra_env={"DJWS_PING_INTERVAL": "0.2", "DJWS_PING_TIMEOUT": "0.3"})
+    server = start_server(
+        kind,
+        extra_env={"DJWS_PING_INTERVAL": "0.2", "DJWS_PING_TIMEOUT": "0.3"},
+        extra_args=FAST_PINGS[kind],
+    )
     try:
         client = RawWebSocket(server.port, "/watch_close/", Origin=server.origin)
         # This client never reads, so it never answers the server's pings.
         result = server.result("watch_close", wait=10)
         client.close()
         assert result["message"] is None and result["closed"] is True
-        assert result["code"] in (1011, 1006)
+        assert result["code"] in (1011, 1006, 1005)
     finally:
         server.stop()
 
 
-@pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread", "gunicorn-gevent"])
+@pytest.mark.parametrize("kind", ["runserver", "gunicorn-gthread", "gunicorn-gevent", "uvicorn"])
 def test_a_client_that_never_reads_cannot_block_a_sending_view(kind):
     """A view sending to a client that stopped reading sees the connection close, bounded."""
-    server = start_server(kind, extra_env={"DJWS_PING_INTERVAL": "0.3", "DJWS_PING_TIMEOUT": "0.5"})
+    server = start_server(
+        kind,
+        extra_env={"DJWS_PING_INTERVAL": "0.3", "DJWS_PING_TIMEOUT": "0.5"},
+        extra_args=FAST_PINGS[kind],
+    )
     try:
         client = RawWebSocket(server.port, "/flood/", Origin=server.origin)
         client.sock.setsockopt(

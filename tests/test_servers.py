@@ -110,6 +110,7 @@ def test_view_gets_url_arguments_query_and_a_real_request(server):
         "number": 7,
         "query": "search",
         "secure": False,
+        "uri": f"{server.origin}{server.path('/info/lobby/7/')}?q=search",
         "user": "AnonymousUser",
         "protocol": None,
         "is_websocket": True,

@@ -28,5 +28,7 @@ urlpatterns = [
     path("cbv/<str:name>/", views.ClassBased.as_view()),
     path("undecorated/", views.undecorated_echo),
     path("undecorated_fail/", views.undecorated_fail),
+    path("db_count/", views.db_count),
+    path("async_hold/", views.async_hold),
     path("async/", include(async_views.urlpatterns)),
 ]

@@ -44,6 +44,7 @@ def info(request, room="", number=0):
             "number": number,
             "query": request.GET.get("q"),
             "secure": request.is_secure(),
+            "uri": request.build_absolute_uri(),
             "user": str(request.user) if hasattr(request, "user") else None,
             "protocol": request.websocket.protocol,
             "is_websocket": request.is_websocket(),
@@ -229,3 +230,19 @@ def flood(request):
     except Exception as exc:  # the test reads the class name
         outcome = type(exc).__name__
     record("flood", {"outcome": outcome, "closed": request.websocket.closed, "sent": sent})
+
+
+@require_websocket
+def db_count(request):
+    """Use the database from a sync view, then answer."""
+    from django.contrib.auth.models import User
+
+    request.websocket.send(f"users={User.objects.count()}")
+    request.websocket.wait()
+
+
+@require_websocket
+async def async_hold(request):
+    """An async view that stays open until the client closes."""
+    await request.websocket.send("held")
+    await request.websocket.wait()

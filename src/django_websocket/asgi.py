@@ -23,9 +23,11 @@ exist at once; past that, connections are refused with 503.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from io import BytesIO
@@ -36,7 +38,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import connections
-from django.http import HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix
 
 from . import conf
@@ -57,6 +59,9 @@ Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Message = str | bytes
 
 _Result = TypeVar("_Result")
+
+#: How often a sync view's thread checks that the event loop still runs.
+_LOOP_CHECK_INTERVAL = 1.0
 
 #: The ASGI extension that lets an application refuse with a full HTTP response.
 DENIAL_EXTENSION = "websocket.http.response"
@@ -109,6 +114,8 @@ class ASGIConnection:
         limits = conf.engine_limits()
         self._max_size = limits.max_message_size
         self._max_queue = limits.max_queue
+        self._send_timeout = limits.send_timeout
+        self.close_timeout = limits.close_timeout
         # ASGI 2.3 added close reasons; the servers older than that (daphne) send
         # no reason and refuse close codes an application may not send itself.
         spec_version = (scope.get("asgi") or {}).get("spec_version", "2.0")
@@ -287,7 +294,10 @@ class ASGIConnection:
             raise ConnectionClosed(*self._close_info)
         key = "text" if isinstance(data, str) else "bytes"
         try:
-            await self._send({"type": "websocket.send", key: data})
+            # A client that stops reading must not hold a view forever, whatever
+            # the server's keepalive does: the same bound as on WSGI.
+            async with asyncio.timeout(self._send_timeout):
+                await self._send({"type": "websocket.send", key: data})
         except Exception as exc:  # ASGI 2.4: an OSError; older servers raise others
             self._set_closed(1006, "")
             raise ConnectionClosed(*self._close_info) from exc
@@ -344,7 +354,11 @@ class ThreadBridge:
         return self._connection.subprotocol
 
     def run(self, coroutine: Coroutine[Any, Any, _Result]) -> _Result:
-        """Run ``coroutine`` on the connection's event loop and wait for its result."""
+        """Run ``coroutine`` on the connection's event loop and wait for its result.
+
+        Raises:
+            ConnectionClosed: when the event loop stopped (the server is gone).
+        """
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -355,7 +369,23 @@ class ThreadBridge:
                 "the blocking WebSocket API was called on the event loop; "
                 "use an async view, which gets AsyncWebSocket"
             )
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        if not self._loop.is_running():
+            coroutine.close()
+            raise self._server_gone()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        while True:
+            try:
+                return future.result(_LOOP_CHECK_INTERVAL)
+            except concurrent.futures.TimeoutError:
+                if not self._loop.is_running():
+                    future.cancel()
+                    raise self._server_gone() from None
+
+    def _server_gone(self) -> ConnectionClosed:
+        # Some servers (daphne) stop their event loop without a disconnect event;
+        # a view waiting in its thread would keep the process from exiting.
+        self._connection._set_closed(1006, "")
+        return ConnectionClosed(*self._connection.close_info)
 
     def receive(self, timeout: float | None) -> Message:
         """Return the next message.
@@ -365,11 +395,16 @@ class ThreadBridge:
             ConnectionClosed: once the connection is closed and drained.
         """
         connection = self._connection
+        deadline = None if timeout is None else time.monotonic() + timeout
         with connection._arrived:
-            if not connection._inbox and connection._close_info[0] is None and timeout != 0:
-                connection._arrived.wait_for(
-                    lambda: connection._inbox or connection._close_info[0] is not None, timeout
-                )
+            while not connection._inbox and connection._close_info[0] is None:
+                remaining = _LOOP_CHECK_INTERVAL
+                if deadline is not None:
+                    remaining = min(remaining, deadline - time.monotonic())
+                    if remaining <= 0:
+                        break
+                if not connection._arrived.wait(remaining) and not self._loop.is_running():
+                    connection._close_info = (1006, "")
         return connection.receive_nowait()
 
     def send(self, data: Message) -> None:
@@ -443,7 +478,7 @@ class WebSocketASGIHandler(ASGIHandler):
         try:
             if request is not None:
                 request.websocket_transport = connection  # type: ignore[attr-defined]
-                response = await self.get_response_async(request)
+                response = await self._run_view(request, connection)
                 response._handler_class = self.__class__  # type: ignore[attr-defined]
             if not connection.accepted:
                 if response is not None:
@@ -455,6 +490,18 @@ class WebSocketASGIHandler(ASGIHandler):
         finally:
             await connection.finish()
             await sync_to_async(_end_request)(response)
+
+    async def _run_view(self, request: HttpRequest, connection: ASGIConnection) -> HttpResponseBase:
+        view = asyncio.ensure_future(self.get_response_async(request))
+        try:
+            return await asyncio.shield(view)
+        except asyncio.CancelledError:
+            # daphne and hypercorn cancel applications when they stop: the view sees
+            # its connection closed (1001, going away) and gets the close timeout to end.
+            await connection.close(1001, "server shutting down")
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(view, connection.close_timeout)
+            raise
 
 
 def _end_request(response: HttpResponseBase | None) -> None:

@@ -1,0 +1,215 @@
+"""The ASGI application in process: the request a view sees, limits, lifespan, shutdown.
+
+Most ASGI behaviour is tested on real servers in test_servers.py; here the
+application is driven directly where a real server cannot show the point
+(``wss`` without certificates, the thread cap, database connections), and
+real servers are stopped with signals.
+"""
+
+import asyncio
+import json
+import signal
+import threading
+import time
+
+import pytest
+from django.db.backends.signals import connection_created
+from django.test import override_settings
+
+from django_websocket.asgi import get_asgi_application, sync_view_slots
+
+from .clients import connect_to
+from .conftest import start_server, timeout
+
+application = get_asgi_application()
+
+
+def websocket_scope(path, *, scheme="ws", origin="http://127.0.0.1", denial=True, **extra):
+    """The scope an ASGI server would give for a WebSocket to ``path``."""
+    headers = [(b"host", b"127.0.0.1"), (b"origin", origin.encode())]
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "scheme": scheme,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 443 if scheme == "wss" else 80),
+        "subprotocols": [],
+        "extensions": {"websocket.http.response": {}} if denial else {},
+        **extra,
+    }
+
+
+class Session:
+    """One connection to the application, seen from the server's side."""
+
+    def __init__(self, scope):
+        self.to_app: asyncio.Queue = asyncio.Queue()
+        self.from_app: asyncio.Queue = asyncio.Queue()
+        self.to_app.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.ensure_future(application(scope, self.to_app.get, self.from_app.put))
+
+    async def output(self):
+        return await asyncio.wait_for(self.from_app.get(), timeout(5))
+
+    async def send_text(self, text):
+        await self.to_app.put({"type": "websocket.receive", "text": text})
+
+    async def disconnect(self, code=1000):
+        await self.to_app.put({"type": "websocket.disconnect", "code": code})
+        await asyncio.wait_for(self.task, timeout(5))
+
+
+def test_behind_wss_the_request_is_secure_and_absolute_uris_are_https():
+    """A wss:// scope makes is_secure() True and build_absolute_uri() https."""
+
+    async def scenario():
+        session = Session(websocket_scope("/info/", scheme="wss", origin="https://127.0.0.1"))
+        assert (await session.output())["type"] == "websocket.accept"
+        info = json.loads((await session.output())["text"])
+        await session.disconnect()
+        return info
+
+    info = asyncio.run(scenario())
+    assert info["secure"] is True and info["uri"] == "https://127.0.0.1/info/"
+
+
+def test_lifespan_start_up_and_shutdown_are_acknowledged():
+    """The application answers lifespan events, so servers do not log it as unsupported."""
+
+    async def scenario():
+        events = asyncio.Queue()
+        sent = []
+        for kind in ("lifespan.startup", "lifespan.shutdown"):
+            events.put_nowait({"type": kind})
+
+        async def send(message):
+            sent.append(message["type"])
+
+        await application({"type": "lifespan"}, events.get, send)
+        return sent
+
+    assert asyncio.run(scenario()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_without_the_denial_extension_a_refusal_is_a_close_before_accept():
+    """A server without websocket.http.response gets websocket.close (its 403)."""
+
+    async def scenario():
+        session = Session(websocket_scope("/forbidden/", denial=False))
+        return await session.output()
+
+    assert asyncio.run(scenario())["type"] == "websocket.close"
+
+
+@override_settings(WEBSOCKET_MAX_SYNC_CONNECTIONS=1)
+def test_past_the_sync_view_cap_connections_get_503_and_async_views_still_open():
+    """With every sync-view thread taken, a sync view is refused with 503 and Retry-After."""
+
+    async def scenario():
+        first = Session(websocket_scope("/echo/"))
+        assert (await first.output())["type"] == "websocket.accept"
+        second = Session(websocket_scope("/echo/"))
+        refusal = await second.output()
+        body = await second.output()
+        async_view = Session(websocket_scope("/async/echo/"))
+        async_accepted = (await async_view.output())["type"]
+        await async_view.disconnect()
+        await first.disconnect()
+        third = Session(websocket_scope("/echo/"))
+        third_accepted = (await third.output())["type"]
+        await third.disconnect()
+        return refusal, body, async_accepted, third_accepted
+
+    refusal, body, async_accepted, third_accepted = asyncio.run(scenario())
+    assert refusal["type"] == "websocket.http.response.start" and refusal["status"] == 503
+    assert (b"Retry-After", b"5") in refusal["headers"]
+    assert b"Too many open WebSocket connections" in body["body"]
+    assert async_accepted == "websocket.accept" and third_accepted == "websocket.accept"
+    assert sync_view_slots.in_use == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_connections_of_a_sync_view_are_closed_when_it_ends():
+    """The connection a sync view opened in its thread is closed once the view returns."""
+    opened = []
+
+    def remember(sender, connection, **kwargs):
+        opened.append((connection, threading.get_ident()))
+
+    connection_created.connect(remember)
+    try:
+
+        async def scenario():
+            session = Session(websocket_scope("/db_count/"))
+            assert (await session.output())["type"] == "websocket.accept"
+            answer = (await session.output())["text"]
+            await session.disconnect()
+            return answer
+
+        assert asyncio.run(scenario()) == "users=0"
+    finally:
+        connection_created.disconnect(remember)
+    in_other_threads = [conn for conn, thread in opened if thread != threading.get_ident()]
+    assert in_other_threads and all(conn.connection is None for conn in in_other_threads)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("view", ["/watch_close/", "/async/watch_close/"])
+def test_stopping_uvicorn_closes_websockets_with_1012_and_views_finish(signal_number, view):
+    """SIGTERM/SIGINT: uvicorn sends its going-away code (1012); the view sees None and ends."""
+    from websockets.exceptions import ConnectionClosed
+
+    server = start_server("uvicorn")
+    try:
+        client = connect_to(server, view, legacy=True)
+        server.wait_for_log('"WebSocket ' + view)
+        server.process.send_signal(signal_number)
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1012
+        assert server.result("watch_close") == {"message": None, "closed": True, "code": 1012}
+        # uvicorn exits with the signal it got, once its graceful shutdown is done.
+        assert server.process.wait(timeout(10)) in (0, -signal_number)
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("view", ["/watch_close/", "/async/watch_close/"])
+def test_stopping_hypercorn_closes_websockets_with_1001_and_views_finish(view):
+    """hypercorn cancels applications when it stops: we close with 1001, the view sees None."""
+    from websockets.exceptions import ConnectionClosed
+
+    server = start_server("hypercorn")
+    try:
+        client = connect_to(server, view, legacy=True)
+        time.sleep(0.5)  # the view is waiting by now
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert (client.close_code, client.close_reason) == (1001, "server shutting down")
+        assert server.result("watch_close") == {"message": None, "closed": True, "code": 1001}
+    finally:
+        server.stop()
+
+
+def test_stopping_daphne_drops_websockets_at_once():
+    """daphne stops without a close frame (1006) and without waiting for views (documented)."""
+    from websockets.exceptions import ConnectionClosed
+
+    server = start_server("daphne")
+    try:
+        client = connect_to(server, "/watch_close/", legacy=True)
+        server.wait_for_log("WSCONNECT /watch_close/")
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(5))
+        assert client.close_code == 1006
+        assert server.process.wait(timeout(10)) == 0
+    finally:
+        server.stop()
