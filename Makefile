@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck layers pytest test-django61 clean
+.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)  ## Serve example/ on http://127.0.0.1:8000 (echo and lowercase pages)
 	$(BIN)/python example/manage.py runserver 127.0.0.1:8000
+
+demo-asgi: $(STAMP)  ## The same demo under uvicorn (ASGI) on http://127.0.0.1:8000
+	$(BIN)/uvicorn --app-dir example example_project.asgi:application --host 127.0.0.1 --port 8000
 
 test: lint typecheck layers pytest  ## The whole suite, ruff, mypy --strict and the layer contracts
 

@@ -15,11 +15,22 @@ from .conftest import READY, ROOT, timeout
 pytestmark = pytest.mark.server
 
 
-@pytest.fixture(scope="module")
-def demo():
+DEMO_COMMANDS = {
+    # `make demo`
+    "runserver": [sys.executable, "example/manage.py", "runserver", "127.0.0.1:0", "--noreload"],
+    # `make demo-asgi`
+    "uvicorn": [
+        sys.executable, "-m", "uvicorn", "--app-dir", "example",
+        "example_project.asgi:application", "--host", "127.0.0.1", "--port", "0",
+    ],  # fmt: skip
+}
+
+
+@pytest.fixture(scope="module", params=list(DEMO_COMMANDS))
+def demo(request):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     process = subprocess.Popen(
-        [sys.executable, "example/manage.py", "runserver", "127.0.0.1:0", "--noreload"],
+        DEMO_COMMANDS[request.param],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
