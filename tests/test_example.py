@@ -20,9 +20,17 @@ DEMO_COMMANDS = {
     "runserver": [sys.executable, "example/manage.py", "runserver", "127.0.0.1:0", "--noreload"],
     # `make demo-asgi`
     "uvicorn": [
-        sys.executable, "-m", "uvicorn", "--app-dir", "example",
-        "example_project.asgi:application", "--host", "127.0.0.1", "--port", "0",
-    ],  # fmt: skip
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        "example",
+        "example_project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ],
 }
 
 

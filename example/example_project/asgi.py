@@ -8,10 +8,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 
-from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-from django_websocket.asgi import get_asgi_application  # noqa: E402
+from django_websocket.asgi import get_asgi_application
 
 application = get_asgi_application()
 if settings.DEBUG:
