@@ -9,6 +9,7 @@ real servers are stopped with signals.
 import asyncio
 import json
 import signal
+import sys
 import threading
 import time
 
@@ -180,6 +181,11 @@ def test_stopping_uvicorn_closes_websockets_with_1012_and_views_finish(signal_nu
         server.stop()
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 13),
+    reason="hypercorn 0.18 ignores SIGTERM while a WebSocket is open on Python 3.13 "
+    "(also with a bare ASGI app; docs/deployment.md)",
+)
 @pytest.mark.parametrize("view", ["/watch_close/", "/async/watch_close/"])
 def test_stopping_hypercorn_closes_websockets_with_1001_and_views_finish(view):
     """hypercorn cancels applications when it stops: we close with 1001, the view sees None."""

@@ -481,7 +481,8 @@ class WebSocketASGIHandler(ASGIHandler):
                 response = await self._run_view(request, connection)
                 response._handler_class = self.__class__  # type: ignore[attr-defined]
             if not connection.accepted:
-                if response is not None:
+                # 101 without an accept: the client left during the handshake.
+                if response is not None and response.status_code != 101:
                     await connection.deny(response)
             elif not connection.closed:
                 # Only an exception that no WebSocket code handled gets here as a 500.
