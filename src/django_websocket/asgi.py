@@ -22,8 +22,8 @@ exist at once; past that, connections are refused with 503.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -123,14 +123,21 @@ class ASGIConnection:
         self.subprotocol: str | None = None
         self.accepted = False
         self.holds_thread_slot = False
-        # Shared with the view's thread when the view is sync: guarded by the condition.
+        # Shared with the view's thread when the view is sync (then guarded by the
+        # condition); an async view's connection never takes the lock.
         self._inbox: deque[Message] = deque()
         self._arrived = threading.Condition()
+        self._threaded = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._closing = False
         self._waiter: asyncio.Future[None] | None = None
         self._space = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        # The send bound: one timer per connection, not one per message.
+        self._sending: asyncio.Task[Any] | None = None
+        self._send_started: float | None = None
+        self._send_expired = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     # ---- handshake ---------------------------------------------------------------------
 
@@ -158,10 +165,13 @@ class ASGIConnection:
             self.accepted = True
             self.subprotocol = subprotocol
             self._reader = asyncio.create_task(self._read_events())
+            if self._send_timeout is not None:
+                self._watchdog = self._loop.call_later(self._send_timeout, self._check_send)
         return self
 
     def open(self, subprotocol: str | None) -> ThreadBridge:
         """Accept from a sync view's thread; return the blocking side of the connection."""
+        self._threaded = True
         bridge = ThreadBridge(self)
         bridge.run(self.open_async(subprotocol))
         return bridge
@@ -201,9 +211,12 @@ class ASGIConnection:
                     if self._too_big(message):
                         await self.close(1009, "message too big")
                         return
-                    with self._arrived:
+                    if self._threaded:
+                        with self._arrived:
+                            self._inbox.append(message)
+                            self._arrived.notify()
+                    else:
                         self._inbox.append(message)
-                        self._arrived.notify()
                     self._wake()
                 elif kind == "websocket.disconnect":
                     self._set_closed(event.get("code", 1005), event.get("reason") or "")
@@ -235,7 +248,7 @@ class ASGIConnection:
         # Called with self._arrived held, or on the loop's thread.
         message = self._inbox.popleft()
         if len(self._inbox) == self._max_queue - 1:
-            if self._loop_is_here():
+            if not self._threaded or self._loop_is_here():
                 self._space.set()
             else:
                 self._loop.call_soon_threadsafe(self._space.set)
@@ -275,12 +288,17 @@ class ASGIConnection:
                 raise TimeoutError("no message waiting")
             waiter = self._waiter = self._loop.create_future()
             try:
-                async with asyncio.timeout(timeout):
+                if timeout is None:
                     await waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await waiter
             finally:
                 self._waiter = None
-        with self._arrived:
-            return self._take()
+        if self._threaded:
+            with self._arrived:
+                return self._take()
+        return self._take()
 
     # ---- sending and closing -----------------------------------------------------------
 
@@ -293,14 +311,34 @@ class ASGIConnection:
         if self._close_info[0] is not None or self._closing:
             raise ConnectionClosed(*self._close_info)
         key = "text" if isinstance(data, str) else "bytes"
+        task = self._sending = asyncio.current_task()
+        self._send_started = self._loop.time()
         try:
-            # A client that stops reading must not hold a view forever, whatever
-            # the server's keepalive does: the same bound as on WSGI.
-            async with asyncio.timeout(self._send_timeout):
-                await self._send({"type": "websocket.send", key: data})
+            await self._send({"type": "websocket.send", key: data})
+        except asyncio.CancelledError:
+            if not self._send_expired or task is None:
+                raise
+            task.uncancel()  # our watchdog's cancel, not the caller's
+            raise ConnectionClosed(*self._close_info) from None
         except Exception as exc:  # ASGI 2.4: an OSError; older servers raise others
             self._set_closed(1006, "")
             raise ConnectionClosed(*self._close_info) from exc
+        finally:
+            self._send_started = None
+
+    def _check_send(self) -> None:
+        # A client that stops reading must not hold a view forever, whatever the
+        # server's keepalive does: a send stuck for the keepalive bound (as on WSGI,
+        # checked every half of it) ends the connection.
+        assert self._send_timeout is not None
+        started = self._send_started
+        if started is not None and self._loop.time() - started >= self._send_timeout:
+            self._send_expired = True
+            self._set_closed(1006, "")
+            if self._sending is not None:
+                self._sending.cancel()
+        elif self._close_info[0] is None:
+            self._watchdog = self._loop.call_later(self._send_timeout / 2, self._check_send)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame with ``code`` and ``reason``; the server finishes the handshake."""
@@ -328,6 +366,8 @@ class ASGIConnection:
 
     async def finish(self) -> None:
         """Stop reading and give back the thread slot; the view has returned."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -372,14 +412,24 @@ class ThreadBridge:
         if not self._loop.is_running():
             coroutine.close()
             raise self._server_gone()
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        while True:
-            try:
-                return future.result(_LOOP_CHECK_INTERVAL)
-            except concurrent.futures.TimeoutError:
-                if not self._loop.is_running():
-                    future.cancel()
-                    raise self._server_gone() from None
+        # Cheaper than run_coroutine_threadsafe (no concurrent Future, no chained
+        # callbacks): the task's completion releases a bare lock the thread waits on.
+        finished: list[asyncio.Task[_Result]] = []
+        done = _thread.allocate_lock()
+        done.acquire()
+
+        def on_done(task: asyncio.Task[_Result]) -> None:
+            finished.append(task)
+            done.release()
+
+        def start() -> None:
+            self._loop.create_task(coroutine).add_done_callback(on_done)
+
+        self._loop.call_soon_threadsafe(start)
+        while not done.acquire(timeout=_LOOP_CHECK_INTERVAL):
+            if not self._loop.is_running():
+                raise self._server_gone()
+        return finished[0].result()
 
     def _server_gone(self) -> ConnectionClosed:
         # Some servers (daphne) stop their event loop without a disconnect event;
