@@ -85,12 +85,18 @@ def test_async_views_work_under_the_middleware(server_with_middleware):
 
 
 def test_class_based_views_accept_through_method_decorator(server_with_middleware):
-    """method_decorator(accept_websocket, name="dispatch") works with the middleware."""
+    """method_decorator(accept_websocket, name="dispatch") works with the middleware,
+    on sync and async class-based views."""
     server = server_with_middleware
     with connect_to(server, "/cbv/alice/") as client:
         assert client.recv(timeout(5)) == "class-based alice"
     with urllib.request.urlopen(f"{server.origin}/cbv/bob/", timeout=timeout(5)) as response:
         assert response.read() == b"class-based plain bob"
+    if server.kind not in NO_ASYNC_VIEWS:
+        with connect_to(server, "/acbv/dan/") as client:
+            assert client.recv(timeout(5)) == "async class-based dan"
+        with urllib.request.urlopen(f"{server.origin}/acbv/eve/", timeout=timeout(5)) as r:
+            assert r.read() == b"async class-based plain eve"
 
 
 def test_require_websocket_refuses_plain_http_under_the_middleware(server_with_middleware):

@@ -26,6 +26,7 @@ urlpatterns = [
     path("plain/", views.plain),
     path("legacy/", views.legacy_attribute),
     path("cbv/<str:name>/", views.ClassBased.as_view()),
+    path("acbv/<str:name>/", views.AsyncClassBased.as_view()),
     path("undecorated/", views.undecorated_echo),
     path("undecorated_fail/", views.undecorated_fail),
     path("db_count/", views.db_count),

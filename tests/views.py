@@ -202,6 +202,15 @@ class ClassBased(View):
         return HttpResponse(f"class-based plain {name}")
 
 
+@method_decorator(accept_websocket, name="dispatch")
+class AsyncClassBased(View):
+    async def get(self, request, name):
+        if request.is_websocket():
+            await request.websocket.send(f"async class-based {name}")
+            return None
+        return HttpResponse(f"async class-based plain {name}")
+
+
 def undecorated_echo(request):
     """No decorator, no attribute: a WebSocket reaches it only with WEBSOCKET_ACCEPT_ALL."""
     if request.is_websocket():

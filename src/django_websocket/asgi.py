@@ -547,7 +547,7 @@ class WebSocketASGIHandler(ASGIHandler):
         try:
             return await asyncio.shield(view)
         except asyncio.CancelledError:
-            # daphne and hypercorn cancel applications when they stop: the view sees
+            # A server that cancels applications when it stops (hypercorn): the view sees
             # its connection closed (1001, going away) and gets the close timeout to end.
             await connection.close(1001, "server shutting down")
             with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -37,13 +37,22 @@ __all__ = ["accept_websocket", "require_websocket"]
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
+def _is_async(view: Callable[..., Any]) -> bool:
+    if iscoroutinefunction(view):
+        return True
+    # method_decorator(..., name="dispatch") hands us a partial of the bound
+    # dispatch, which is sync even when the class-based view's handlers are async.
+    owner = getattr(getattr(view, "func", None), "__self__", None)
+    return bool(getattr(owner, "view_is_async", False))
+
+
 def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) -> _View:
     # An inner require_websocket stays in force under an outer accept_websocket.
     require = require or bool(getattr(view, "require_websocket", False))
     supported = (
         tuple(protocols) if protocols is not None else getattr(view, "websocket_protocols", ())
     )
-    is_async = iscoroutinefunction(view)
+    is_async = _is_async(view)
 
     def _start(request: HttpRequest) -> HttpResponse | None:
         # The refusal to send instead of running the view, if any.

@@ -107,7 +107,8 @@ def find_socket(environ: dict[str, Any]) -> socket.socket:
             return sock  # type: ignore[no-any-return]
     raise UnsupportedServer(
         f"{environ.get('SERVER_SOFTWARE', 'this WSGI server')} does not hand over client "
-        f"connections, so it cannot serve WebSockets. Supported: {supported_servers()}."
+        f"connections, so it cannot serve WebSockets. Supported: {supported_servers()}; "
+        "or any ASGI server with django_websocket.asgi.get_asgi_application()."
     )
 
 
