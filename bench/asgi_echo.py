@@ -53,14 +53,15 @@ class Config:
     deflate: bool = False
     settings: str = "project.settings"
     env: tuple[tuple[str, str], ...] = ()
-    experiment: bool = False  # run only with --experiments or --only
 
 
 CONFIGS = [
     Config("dw-async", "django_websocket async view", "project.asgi:application", "/async"),
     Config("dw-sync", "django_websocket sync view", "project.asgi:application", "/sync"),
     Config("starlette", "Starlette endpoint", "project.starlette_app:app", "/echo"),
-    Config("channels", "Channels AsyncWebsocketConsumer", "project.channels_asgi:application", "/echo"),
+    Config(
+        "channels", "Channels AsyncWebsocketConsumer", "project.channels_asgi:application", "/echo"
+    ),
     Config(
         "dw-async-mw",
         "django_websocket async view + Session/Auth middleware",
@@ -82,56 +83,19 @@ CONFIGS = [
         "/echo",
         deflate=True,
     ),
-    Config("dw-async-wsproto", "django_websocket async view", "project.asgi:application", "/async", ws="wsproto"),
-    Config("starlette-wsproto", "Starlette endpoint", "project.starlette_app:app", "/echo", ws="wsproto"),
-    # Experiments: the fixes suggested for asgi.py, monkeypatched (bench/project/patched.py).
     Config(
-        "dw-async-patched",
-        "EXPERIMENT async view, asgi.py patched: notimeout+nolock",
-        "project.asgi_patched:application",
+        "dw-async-wsproto",
+        "django_websocket async view",
+        "project.asgi:application",
         "/async",
-        env=(("BENCH_PATCH", "notimeout,nolock"),),
-        experiment=True,
+        ws="wsproto",
     ),
     Config(
-        "dw-async-direct",
-        "EXPERIMENT async view, asgi.py patched: notimeout+nolock+direct",
-        "project.asgi_patched:application",
-        "/async",
-        env=(("BENCH_PATCH", "notimeout,nolock,direct"),),
-        experiment=True,
-    ),
-    Config(
-        "dw-async-nost",
-        "EXPERIMENT async view, asgi.py patched: nosendtimeout only",
-        "project.asgi_patched:application",
-        "/async",
-        env=(("BENCH_PATCH", "nosendtimeout"),),
-        experiment=True,
-    ),
-    Config(
-        "dw-async-all",
-        "EXPERIMENT async view, asgi.py patched: notimeout+nolock+direct+nosendtimeout",
-        "project.asgi_patched:application",
-        "/async",
-        env=(("BENCH_PATCH", "notimeout,nolock,direct,nosendtimeout"),),
-        experiment=True,
-    ),
-    Config(
-        "dw-sync-patched",
-        "EXPERIMENT sync view, asgi.py patched: notimeout+nolock+direct+bridge",
-        "project.asgi_patched:application",
-        "/sync",
-        env=(("BENCH_PATCH", "notimeout,nolock,direct,bridge"),),
-        experiment=True,
-    ),
-    Config(
-        "dw-sync-nowait",
-        "EXPERIMENT sync view, patched: all + send without waiting",
-        "project.asgi_patched:application",
-        "/sync",
-        env=(("BENCH_PATCH", "notimeout,nolock,direct,bridge,sendnowait"),),
-        experiment=True,
+        "starlette-wsproto",
+        "Starlette endpoint",
+        "project.starlette_app:app",
+        "/echo",
+        ws="wsproto",
     ),
 ]
 
@@ -144,12 +108,6 @@ RATIOS = [
     ("dw-async-wsproto", "starlette-wsproto", "our async ÷ Starlette (wsproto)"),
     ("dw-async-deflate", "starlette-deflate", "our async ÷ Starlette (deflate on)"),
     ("dw-async-mw", "dw-async", "our async with Session+Auth middleware ÷ without"),
-    ("dw-async-patched", "starlette", "EXPERIMENT patched async (notimeout+nolock) ÷ Starlette"),
-    ("dw-async-direct", "starlette", "EXPERIMENT patched async (+direct) ÷ Starlette"),
-    ("dw-async-nost", "dw-async", "EXPERIMENT async without the per-send asyncio.timeout ÷ our async"),
-    ("dw-async-all", "starlette", "EXPERIMENT patched async (all four) ÷ Starlette"),
-    ("dw-sync-patched", "dw-sync", "EXPERIMENT patched sync ÷ our sync"),
-    ("dw-sync-nowait", "dw-sync", "EXPERIMENT patched sync, send without waiting ÷ our sync"),
 ]
 
 METRICS = [
@@ -175,7 +133,9 @@ def snapshot_source(into: Path) -> str:
     import hashlib
 
     target = into / "django_websocket"
-    shutil.copytree(REPO / "src" / "django_websocket", target, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "src" / "django_websocket", target, ignore=shutil.ignore_patterns("__pycache__")
+    )
     digest = hashlib.sha256()
     for path in sorted(target.rglob("*.py")):
         digest.update(path.relative_to(into).as_posix().encode() + b"\0" + path.read_bytes())
@@ -200,7 +160,9 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
 class Server:
     """One uvicorn process for one configuration; a context manager that always stops it."""
 
-    def __init__(self, config: Config, logdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Config, logdir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.port = free_port()
         self.log_path = logdir / f"{config.key}-{self.port}.log"
@@ -247,7 +209,10 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.config.key}: server exited: {self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"{self.config.key}: server not listening after {timeout}s")
@@ -303,7 +268,10 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
             )
         result = json.loads(done.stdout)
         if result["error_count"]:
-            print(f"  ! {config.key}: {result['error_count']} errors: {result['errors'][:3]}", file=sys.stderr)
+            print(
+                f"  ! {config.key}: {result['error_count']} errors: {result['errors'][:3]}",
+                file=sys.stderr,
+            )
     return result
 
 
@@ -356,6 +324,9 @@ def profile(config: Config, args: argparse.Namespace, logdir: Path) -> str:
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)
     for (filename, line, name), (_, ncalls, tottime, cumtime, _) in rows[: args.profile_top]:
         short = filename.split("site-packages/")[-1].split("/src/")[-1]
+        if "/django_websocket/" in short:  # the source snapshot
+            short = "django_websocket/" + short.split("/django_websocket/", 1)[1]
+        short = short.split("/lib/python3.11/")[-1].replace(str(BENCH) + "/", "")
         lines.append(
             f"| {tottime * 1e6 / messages:.2f} | {cumtime * 1e6 / messages:.2f} | "
             f"{ncalls / messages:.2f} | `{short}:{line} {name}` |"
@@ -384,7 +355,11 @@ def versions() -> dict:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "kernel": platform.release(), "cpus": os.cpu_count()}
+    info = {
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+    }
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -405,7 +380,9 @@ def git_state() -> dict:
     return {
         "head": git("rev-parse", "--short", "HEAD"),
         "src_dirty": bool(git("status", "--short", "src")),
-        "src_diff_sha256": hashlib.sha256(git("diff", "HEAD", "--", "src").encode()).hexdigest()[:12],
+        "src_diff_sha256": hashlib.sha256(git("diff", "HEAD", "--", "src").encode()).hexdigest()[
+            :12
+        ],
     }
 
 
@@ -426,8 +403,7 @@ def render(report: dict) -> str:
         "",
         "CPU µs/msg = CPU time (user+system) of the process over the measured window ÷ echoes. "
         "Connect = server CPU per connection for the handshake + view start (schedstat). "
-        "RSS and threads of the server with the 100 connections open. "
-        "EXPERIMENT rows run bench/project/patched.py (monkeypatched asgi.py), not the library as it is.",
+        "RSS and threads of the server with the 100 connections open.",
         "",
         "| config | app | --ws | deflate | msgs/s | p50 ms | p99 ms | server CPU µs/msg | client CPU µs/msg "
         "| server CPU util | connect µs/conn | server RSS MB / threads | server µs/msg per rep |",
@@ -452,7 +428,9 @@ def render(report: dict) -> str:
         "|---|--:|--:|",
     ]
     for row in report["ratios"]:
-        lines.append(f"| {row['label']} | **{fmt(row['cpu_ratio'], 2)}x** | {fmt(row['throughput_ratio'], 2)}x |")
+        lines.append(
+            f"| {row['label']} | **{fmt(row['cpu_ratio'], 2)}x** | {fmt(row['throughput_ratio'], 2)}x |"
+        )
     v = report["versions"]
     lines += [
         "",
@@ -478,7 +456,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--only", help="comma-separated config keys: " + ",".join(c.key for c in CONFIGS))
+    parser.add_argument(
+        "--only", help="comma-separated config keys: " + ",".join(c.key for c in CONFIGS)
+    )
     parser.add_argument("--out", default="asgi-echo", help="results/<out>.md and .json")
     parser.add_argument(
         "--profile",
@@ -487,10 +467,9 @@ def main() -> None:
         "and write results/profile-<key>.md",
     )
     parser.add_argument("--profile-top", type=int, default=40)
-    parser.add_argument("--experiments", action="store_true", help="also run the EXPERIMENT configs")
     args = parser.parse_args()
 
-    configs = [c for c in CONFIGS if args.experiments or not c.experiment]
+    configs = list(CONFIGS)
     if args.only:
         wanted = args.only.split(",")
         unknown = set(wanted) - {c.key for c in CONFIGS}

@@ -6,6 +6,6 @@ from . import profiling  # noqa: F401
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from django_websocket.asgi import get_asgi_application  # noqa: E402
+from django_websocket.asgi import get_asgi_application
 
 application = get_asgi_application()
