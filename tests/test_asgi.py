@@ -134,6 +134,63 @@ def test_past_the_sync_view_cap_connections_get_503_and_async_views_still_open()
     assert sync_view_slots.in_use == 0
 
 
+def test_two_tasks_may_wait_at_once_and_a_stuck_send_ends_within_the_bound():
+    """Concurrent waits each get a message; a send the server never completes is bounded."""
+
+    async def scenario():
+        release = asyncio.Event()
+        session = Session(websocket_scope("/async_concurrent/"))
+        blocking_send = session.from_app.put
+
+        async def send(message):
+            if message.get("text") == "block":
+                await release.wait()  # a client that stopped reading
+            await blocking_send(message)
+
+        session.task.cancel()
+        session.task = asyncio.ensure_future(
+            application(websocket_scope("/async_concurrent/"), session.to_app.get, send)
+        )
+        assert (await session.output())["type"] == "websocket.accept"
+        await session.send_text("one")
+        await session.send_text("two")
+        answer = (await session.output())["text"]
+        started = time.monotonic()
+        await asyncio.wait_for(session.task, timeout(5))
+        return answer, time.monotonic() - started
+
+    with override_settings(WEBSOCKET_PING_INTERVAL=0.2, WEBSOCKET_PING_TIMEOUT=0.2):
+        answer, took = asyncio.run(scenario())
+    assert answer in ("one+two", "two+one")  # concurrent waiters: either order
+    assert took < timeout(2)  # the bound is 0.4 s, checked every 0.2 s
+
+
+@pytest.mark.parametrize("path", ["/close_with/", "/async/close_with/"])
+def test_a_close_the_server_never_completes_is_bounded_by_the_close_timeout(path):
+    """close() gives up after WEBSOCKET_CLOSE_TIMEOUT when the server's send hangs."""
+
+    async def scenario():
+        sent = asyncio.Queue()
+
+        async def send(message):
+            if message["type"] == "websocket.close":
+                await asyncio.Event().wait()  # a client that stopped reading
+            await sent.put(message)
+
+        to_app = asyncio.Queue()
+        to_app.put_nowait({"type": "websocket.connect"})
+        task = asyncio.ensure_future(application(websocket_scope(path), to_app.get, send))
+        assert (await asyncio.wait_for(sent.get(), timeout(5)))["type"] == "websocket.accept"
+        started = time.monotonic()
+        await asyncio.wait_for(task, timeout(10))
+        return time.monotonic() - started
+
+    with override_settings(WEBSOCKET_CLOSE_TIMEOUT=0.3):
+        took = asyncio.run(scenario())
+    assert took < timeout(3)
+    assert sync_view_slots.in_use == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_database_connections_of_a_sync_view_are_closed_when_it_ends():
     """The connection a sync view opened in its thread is closed once the view returns."""

@@ -23,7 +23,7 @@ from .clients import (
     status_of,
     upgrade_headers,
 )
-from .conftest import timeout
+from .conftest import NO_ASYNC_VIEWS, timeout
 
 pytestmark = pytest.mark.server
 
@@ -155,6 +155,16 @@ def test_a_view_refuses_with_its_own_response_before_the_handshake(server, path,
     if status == 302:
         location = f"\r\nLocation: /login/?next={server.path('/private/')}\r\n"
         assert location.encode() in raw
+
+
+def test_an_async_wait_cancelled_by_a_timeout_loses_no_message(running_server):
+    """asyncio.wait_for around await ws.wait() may time out; the next wait gets the message."""
+    if running_server.kind in NO_ASYNC_VIEWS:
+        pytest.skip(f"async views are not supported on {running_server.kind}")
+    with connect_to(running_server, "/async_cancelled_wait/") as client:
+        assert client.recv(timeout(5)) == "timed out"
+        client.send("later")
+        assert client.recv(timeout(5)) == "then later"
 
 
 def test_wait_timeout_raises_timeout_error_and_the_connection_stays_open(server):

@@ -31,5 +31,7 @@ urlpatterns = [
     path("undecorated_fail/", views.undecorated_fail),
     path("db_count/", views.db_count),
     path("async_hold/", views.async_hold),
+    path("async_concurrent/", views.async_concurrent),
+    path("async_cancelled_wait/", views.async_cancelled_wait),
     path("async/", include(async_views.urlpatterns)),
 ]

@@ -1,5 +1,6 @@
 """Views the tests talk to, one behaviour each."""
 
+import asyncio
 import json
 import os
 import time
@@ -255,3 +256,24 @@ async def async_hold(request):
     """An async view that stays open until the client closes."""
     await request.websocket.send("held")
     await request.websocket.wait()
+
+
+@require_websocket
+async def async_concurrent(request):
+    """Two tasks wait at once, then two tasks send at once."""
+    websocket = request.websocket
+    first, second = await asyncio.gather(websocket.wait(), websocket.wait())
+    await asyncio.gather(websocket.send("block"), websocket.send(f"{first}+{second}"))
+    await websocket.wait()
+
+
+@require_websocket
+async def async_cancelled_wait(request):
+    """A wait cancelled by a timeout does not lose the message it was waiting for."""
+    websocket = request.websocket
+    await websocket.accept()
+    try:
+        await asyncio.wait_for(websocket.wait(), 0.3)
+    except TimeoutError:
+        await websocket.send("timed out")
+    await websocket.send(f"then {await websocket.wait()}")

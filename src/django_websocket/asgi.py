@@ -16,8 +16,10 @@ server allows.
 An async view awaits the connection directly. A sync view runs in a thread of
 its own (asgiref's per-request thread, inside a ``ThreadSensitiveContext`` per
 connection, never the process-wide one) and reaches the event loop through a
-:class:`ThreadBridge`. At most ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` such threads
-exist at once; past that, connections are refused with 503.
+:class:`ThreadBridge`. At most ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` sync views run
+at once; past that, connections are refused with 503. (The context's thread
+also exists for an async view once Django runs sync code for it, such as sync
+signal receivers or middleware hooks; it then stays idle for the connection.)
 """
 
 from __future__ import annotations
@@ -44,12 +46,8 @@ from django.urls import set_script_prefix
 from . import conf
 from .exceptions import ConnectionClosed, InvalidState
 
-__all__ = [
-    "ASGIConnection",
-    "ThreadBridge",
-    "WebSocketASGIHandler",
-    "get_asgi_application",
-]
+# ASGIConnection and ThreadBridge are the transport's internals, not public API.
+__all__ = ["WebSocketASGIHandler", "get_asgi_application"]
 
 logger = logging.getLogger("django_websocket")
 
@@ -130,12 +128,12 @@ class ASGIConnection:
         self._threaded = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._closing = False
-        self._waiter: asyncio.Future[None] | None = None
+        # Every task waiting in receive(): each re-checks the inbox when woken.
+        self._waiters: set[asyncio.Future[None]] = set()
         self._space = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         # The send bound: one timer per connection, not one per message.
-        self._sending: asyncio.Task[Any] | None = None
-        self._send_started: float | None = None
+        self._sends_in_flight: dict[asyncio.Task[Any], float] = {}
         self._send_expired = False
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -159,7 +157,14 @@ class ASGIConnection:
         return self.holds_thread_slot
 
     async def open_async(self, subprotocol: str | None) -> ASGIConnection:
-        """Accept the WebSocket with ``subprotocol`` and start reading from it."""
+        """Accept the WebSocket with ``subprotocol`` and start reading from it.
+
+        Raises:
+            ConnectionResetError: when the connection closed before the handshake
+                (the server is stopping); the view then sees a closed WebSocket.
+        """
+        if not self.accepted and self.closed:
+            raise ConnectionResetError("the connection closed before the handshake")
         if not self.accepted:
             await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
             self.accepted = True
@@ -233,9 +238,9 @@ class ASGIConnection:
         return size > limit
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _set_closed(self, code: int, reason: str) -> None:
         with self._arrived:
@@ -286,7 +291,8 @@ class ASGIConnection:
                 raise ConnectionClosed(*self._close_info)
             if timeout is not None and timeout <= 0:
                 raise TimeoutError("no message waiting")
-            waiter = self._waiter = self._loop.create_future()
+            waiter = self._loop.create_future()
+            self._waiters.add(waiter)
             try:
                 if timeout is None:
                     await waiter
@@ -294,7 +300,7 @@ class ASGIConnection:
                     async with asyncio.timeout(timeout):
                         await waiter
             finally:
-                self._waiter = None
+                self._waiters.discard(waiter)
         if self._threaded:
             with self._arrived:
                 return self._take()
@@ -311,8 +317,9 @@ class ASGIConnection:
         if self._close_info[0] is not None or self._closing:
             raise ConnectionClosed(*self._close_info)
         key = "text" if isinstance(data, str) else "bytes"
-        task = self._sending = asyncio.current_task()
-        self._send_started = self._loop.time()
+        task = asyncio.current_task()
+        if task is not None:
+            self._sends_in_flight[task] = self._loop.time()
         try:
             await self._send({"type": "websocket.send", key: data})
         except asyncio.CancelledError:
@@ -324,24 +331,29 @@ class ASGIConnection:
             self._set_closed(1006, "")
             raise ConnectionClosed(*self._close_info) from exc
         finally:
-            self._send_started = None
+            if task is not None:
+                self._sends_in_flight.pop(task, None)
 
     def _check_send(self) -> None:
         # A client that stops reading must not hold a view forever, whatever the
         # server's keepalive does: a send stuck for the keepalive bound (as on WSGI,
         # checked every half of it) ends the connection.
         assert self._send_timeout is not None
-        started = self._send_started
-        if started is not None and self._loop.time() - started >= self._send_timeout:
+        now = self._loop.time()
+        if any(now - started >= self._send_timeout for started in self._sends_in_flight.values()):
             self._send_expired = True
             self._set_closed(1006, "")
-            if self._sending is not None:
-                self._sending.cancel()
+            for task in self._sends_in_flight:
+                task.cancel()
         elif self._close_info[0] is None:
             self._watchdog = self._loop.call_later(self._send_timeout / 2, self._check_send)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame with ``code`` and ``reason``; the server finishes the handshake."""
+        """Send a close frame with ``code`` and ``reason``; the server finishes the handshake.
+
+        The send is bounded by ``WEBSOCKET_CLOSE_TIMEOUT``; ``close_info`` is ours from
+        here on (the server does not report the client's answering code).
+        """
         if self._closing or self._close_info[0] is not None:
             return
         self._closing = True
@@ -350,8 +362,10 @@ class ASGIConnection:
             # Autobahn (daphne) drops other codes silently and the connection would
             # stay open: 1011 goes out as 4011, 1009 as 4009.
             sent = 4000 + code % 1000
-        with contextlib.suppress(Exception):  # the client may be gone already
-            await self._send({"type": "websocket.close", "code": sent, "reason": reason})
+        # The client may be gone already, or may have stopped reading: bounded.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.close_timeout):
+                await self._send({"type": "websocket.close", "code": sent, "reason": reason})
         self._set_closed(code, reason)
 
     @property
@@ -370,8 +384,12 @@ class ASGIConnection:
             self._watchdog.cancel()
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._reader
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the server cancelled us too, not only the reader
         if self.holds_thread_slot:
             self.holds_thread_slot = False
             sync_view_slots.release()

@@ -321,7 +321,8 @@ async def ahandle_exception(request: HttpRequest, exc: Exception) -> HttpRespons
         return None
     if isinstance(websocket, WebSocket):
         return await sync_to_async(handle_exception)(request, exc)
-    verdict = _report(request, websocket, exc)
+    # Logging and got_request_exception receivers may do I/O (mail_admins): not on the loop.
+    verdict = await sync_to_async(_report, thread_sensitive=False)(request, websocket, exc)
     if verdict is None:
         return None
     if verdict:

@@ -344,7 +344,10 @@ class WebSocket(_Connection[Transport]):
         self.send(_encode_json(value))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason``; wait for the client (bounded).
+        """Close the connection with ``code`` and ``reason``.
+
+        On WSGI servers this runs the closing handshake and waits for the client
+        (bounded by ``WEBSOCKET_CLOSE_TIMEOUT``); under ASGI the server runs it.
 
         Before the handshake, closing refuses the WebSocket: the client gets an
         HTTP 403 response instead of a connection. Closing twice does nothing.

@@ -238,19 +238,42 @@ def open_connection(
 
 
 class WSGIAsyncConnection:
-    """A :class:`WSGIConnection` for an async view: each blocking call runs in a worker thread."""
+    """A :class:`WSGIConnection` for an async view: each blocking call runs in a worker thread.
+
+    A thread blocked in ``recv`` cannot be cancelled. When the view stops
+    waiting (a timeout, a cancelled task), that receive stays pending and the
+    next one takes it over, so no message is lost and the engine never sees two
+    receivers at once.
+    """
 
     def __init__(self, connection: WSGIConnection) -> None:
         self._connection = connection
         self.subprotocol = connection.subprotocol
+        self._receiving: asyncio.Future[str | bytes] | None = None
+
+    def _take(self, pending: asyncio.Future[str | bytes]) -> str | bytes:
+        self._receiving = None
+        return pending.result()
 
     def receive_nowait(self) -> str | bytes:
         """Return a message that already arrived; raise TimeoutError or ConnectionClosed."""
-        return self._connection.receive(0)
+        pending = self._receiving
+        if pending is None:
+            return self._connection.receive(0)
+        if pending.done():
+            return self._take(pending)
+        raise TimeoutError("no message waiting")
 
     async def receive(self, timeout: float | None) -> str | bytes:
         """Return the next message; raise TimeoutError or ConnectionClosed."""
-        return await asyncio.to_thread(self._connection.receive, timeout)
+        pending = self._receiving
+        if pending is None:
+            pending = self._receiving = asyncio.ensure_future(
+                asyncio.to_thread(self._connection.receive, None)
+            )
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(pending)
+        return self._take(pending)
 
     async def send(self, data: str | bytes) -> None:
         """Send one message; raise ConnectionClosed once closed."""
@@ -259,6 +282,13 @@ class WSGIAsyncConnection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake (bounded) and release the socket."""
         await asyncio.to_thread(self._connection.close, code, reason)
+        pending = self._receiving
+        if pending is not None:
+            # The closed connection ends the pending receive; its ConnectionClosed
+            # is expected, not an error to report.
+            await asyncio.wait({pending}, timeout=1)
+            if pending.done() and not pending.cancelled():
+                pending.exception()
 
     @property
     def closed(self) -> bool:
