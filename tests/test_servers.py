@@ -167,6 +167,17 @@ def test_an_async_wait_cancelled_by_a_timeout_loses_no_message(running_server):
         assert client.recv(timeout(5)) == "then later"
 
 
+def test_two_tasks_of_an_async_view_may_wait_and_send_at_once(running_server):
+    """Concurrent waits each get one message (none twice); concurrent sends both arrive."""
+    if running_server.kind in NO_ASYNC_VIEWS:
+        pytest.skip(f"async views are not supported on {running_server.kind}")
+    with connect_to(running_server, "/async_concurrent/") as client:
+        client.send("one")
+        client.send("two")
+        received = {client.recv(timeout(5)), client.recv(timeout(5))}
+    assert received in ({"block", "one+two"}, {"block", "two+one"})
+
+
 def test_wait_timeout_raises_timeout_error_and_the_connection_stays_open(server):
     """wait(timeout=...) raises TimeoutError; the next wait still works."""
     with connect_to(server, "/timeout/") as client:

@@ -266,14 +266,16 @@ class WSGIAsyncConnection:
 
     async def receive(self, timeout: float | None) -> str | bytes:
         """Return the next message; raise TimeoutError or ConnectionClosed."""
-        pending = self._receiving
-        if pending is None:
-            pending = self._receiving = asyncio.ensure_future(
-                asyncio.to_thread(self._connection.receive, None)
-            )
         async with asyncio.timeout(timeout):
-            await asyncio.shield(pending)
-        return self._take(pending)
+            while True:
+                pending = self._receiving
+                if pending is None:
+                    pending = self._receiving = asyncio.ensure_future(
+                        asyncio.to_thread(self._connection.receive, None)
+                    )
+                await asyncio.wait({pending})
+                if self._receiving is pending:  # else another waiter took this message
+                    return self._take(pending)
 
     async def send(self, data: str | bytes) -> None:
         """Send one message; raise ConnectionClosed once closed."""
