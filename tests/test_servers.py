@@ -80,8 +80,9 @@ def test_messages_up_to_the_limit_pass_and_larger_ones_close_with_1009(server):
         big = b"x" * 2**20
         client.send(big)
         assert client.recv(timeout(10)) == big
-        client.send(big + b"x")
         with pytest.raises(ConnectionClosed):
+            # daphne may drop the connection while the client is still writing.
+            client.send(big + b"x")
             client.recv(timeout(10))
         assert client.close_code == server.traits.too_big_code
 
