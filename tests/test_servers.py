@@ -336,20 +336,25 @@ def test_the_same_origin_and_no_origin_are_allowed(server):
             assert client.recv(timeout(5)) == "ok"
 
 
-def test_garbage_from_the_client_closes_with_1002_and_the_worker_survives(server):
-    """Bytes that are not WebSocket frames close the connection with 1002."""
-    client = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
-    client.sock.sendall(b"\x8f\x00this is not a frame")
+def _assert_closed_for_protocol_error(server, client, code: int) -> None:
+    """The server closes with ``code`` (or drops the connection) and goes on serving."""
     frames, _ = client.events_until_eof()
     client.close()
     if server.traits.protocol_error_close_frame:
         assert frames[-1].opcode == Opcode.CLOSE
-        assert frames[-1].data[:2] == (1002).to_bytes(2, "big")
+        assert frames[-1].data[:2] == code.to_bytes(2, "big")
     else:
         assert frames == []  # the server drops the connection
-    with connect_to(server, "/echo/") as client:
-        client.send("after garbage")
-        assert client.recv(timeout(5)) == "after garbage"
+    with connect_to(server, "/echo/") as other:
+        other.send(f"after {code}")
+        assert other.recv(timeout(5)) == f"after {code}"
+
+
+def test_garbage_from_the_client_closes_with_1002_and_the_worker_survives(server):
+    """Bytes that are not WebSocket frames close the connection with 1002."""
+    client = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
+    client.sock.sendall(b"\x8f\x00this is not a frame")
+    _assert_closed_for_protocol_error(server, client, 1002)
 
 
 def test_invalid_utf8_closes_with_1007(server):
@@ -357,15 +362,7 @@ def test_invalid_utf8_closes_with_1007(server):
     client = RawWebSocket(server.port, server.path("/echo/"), Origin=server.origin)
     client.protocol.send_frame(__import__("websockets").frames.Frame(Opcode.TEXT, b"\xff\xfe"))
     client.flush()
-    frames, _ = client.events_until_eof()
-    client.close()
-    if server.traits.protocol_error_close_frame:
-        assert frames[-1].data[:2] == (1007).to_bytes(2, "big")
-    else:
-        assert frames == []  # the server drops the connection
-    with connect_to(server, "/echo/") as client:
-        client.send("after bad UTF-8")
-        assert client.recv(timeout(5)) == "after bad UTF-8"
+    _assert_closed_for_protocol_error(server, client, 1007)
 
 
 def test_many_websockets_and_plain_requests_at_once(server):
