@@ -250,20 +250,14 @@ class ASGIConnection:
         self._wake()
 
     def _take(self) -> Message:
-        # Called with self._arrived held, or on the loop's thread.
+        # Called with self._arrived held (sync views), or on the loop (async views).
         message = self._inbox.popleft()
         if len(self._inbox) == self._max_queue - 1:
-            if not self._threaded or self._loop_is_here():
-                self._space.set()
-            else:
+            if self._threaded:  # taken by the view's thread, off the loop
                 self._loop.call_soon_threadsafe(self._space.set)
+            else:
+                self._space.set()
         return message
-
-    def _loop_is_here(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
 
     def receive_nowait(self) -> Message:
         """Return a message that has already arrived.

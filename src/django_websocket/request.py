@@ -49,7 +49,6 @@ _HANDSHAKE_HEADERS = (
     "connection",
     "sec-websocket-version",
     "sec-websocket-key",
-    "sec-websocket-protocol",
 )
 
 
