@@ -12,6 +12,8 @@ talk to the browser through ``request.websocket``::
 
 An ``async def`` view gets :class:`AsyncWebSocket`, the same API awaited.
 Under ASGI servers, serve :func:`django_websocket.asgi.get_asgi_application`.
+Connections join groups (``request.websocket.join("room")``) and anything in the
+project reaches them with :func:`broadcast`, across processes through Redis.
 
 Only the names in ``__all__`` (and the documented modules ``middleware``,
 ``exceptions``, ``asgi``) are public API.
@@ -19,6 +21,7 @@ Only the names in ``__all__`` (and the documented modules ``middleware``,
 
 from .decorators import accept_websocket, require_websocket
 from .exceptions import (
+    BrokerUnavailable,
     ConnectionClosed,
     ForbiddenOrigin,
     InvalidState,
@@ -26,10 +29,21 @@ from .exceptions import (
     UnsupportedServer,
     WebSocketError,
 )
+from .groups import (
+    abroadcast,
+    abroadcast_json,
+    abroadcast_to_user,
+    agroup_size,
+    broadcast,
+    broadcast_json,
+    broadcast_to_user,
+    group_size,
+)
 from .websocket import AsyncWebSocket, Message, WebSocket
 
 __all__ = [
     "AsyncWebSocket",
+    "BrokerUnavailable",
     "ConnectionClosed",
     "ForbiddenOrigin",
     "InvalidState",
@@ -38,7 +52,15 @@ __all__ = [
     "UnsupportedServer",
     "WebSocket",
     "WebSocketError",
+    "abroadcast",
+    "abroadcast_json",
+    "abroadcast_to_user",
     "accept_websocket",
+    "agroup_size",
+    "broadcast",
+    "broadcast_json",
+    "broadcast_to_user",
+    "group_size",
     "require_websocket",
 ]
 

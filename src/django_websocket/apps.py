@@ -12,5 +12,10 @@ class DjangoWebSocketConfig(AppConfig):
     verbose_name = "WebSocket"
 
     def ready(self) -> None:
-        """Register the system checks."""
+        """Register the system checks and close WebSockets when their user logs out."""
+        from django.contrib.auth.signals import user_logged_out
+
         from . import checks  # noqa: F401  (registers on import)
+        from .groups import close_on_logout
+
+        user_logged_out.connect(close_on_logout, dispatch_uid="django_websocket.close_on_logout")

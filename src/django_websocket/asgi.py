@@ -44,6 +44,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix
 
 from . import conf
+from .delivery import TOO_SLOW, Outbox, run_close_callbacks
 from .exceptions import ConnectionClosed, InvalidState
 
 # ASGIConnection and ThreadBridge are the transport's internals, not public API.
@@ -136,6 +137,10 @@ class ASGIConnection:
         self._sends_in_flight: dict[asyncio.Task[Any], float] = {}
         self._send_expired = False
         self._watchdog: asyncio.TimerHandle | None = None
+        # Group messages wait here for the drain task (see django_websocket.groups).
+        self._outbox = Outbox(conf.get("WEBSOCKET_GROUP_QUEUE"))
+        self._drainer: asyncio.Task[None] | None = None
+        self._close_callbacks: list[Callable[[], None]] = []
 
     # ---- handshake ---------------------------------------------------------------------
 
@@ -248,6 +253,7 @@ class ASGIConnection:
                 self._close_info = (code, reason)
             self._arrived.notify_all()
         self._wake()
+        self._run_close_callbacks()
 
     def _take(self) -> Message:
         # Called with self._arrived held (sync views), or on the loop (async views).
@@ -372,8 +378,69 @@ class ASGIConnection:
         """The close code and reason, ``(None, "")`` while open."""
         return self._close_info
 
+    # ---- group messages ----------------------------------------------------------------
+
+    @property
+    def deliverer(self) -> ASGIConnection:
+        """Where group messages for this connection go: the connection itself."""
+        return self
+
+    @property
+    def delivery_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop :meth:`deliver` and :meth:`kick` must be called on."""
+        return self._loop
+
+    def deliver(self, message: Message) -> None:
+        """Queue a group message for the client without waiting (on the event loop).
+
+        A client that stays over ``WEBSOCKET_GROUP_QUEUE`` waiting messages (see
+        :class:`~django_websocket.delivery.Outbox`) is closed with 1013 (try again
+        later): it must not hold back its groups.
+        """
+        if self.closed:
+            return
+        if not self._outbox.put(message):
+            logger.warning("%s", self._outbox.overflow_report(self.scope.get("path", "")))
+            self.kick(*TOO_SLOW)
+            return
+        if self._drainer is None:
+            self._drainer = self._loop.create_task(self._drain_outbox())
+
+    async def _drain_outbox(self) -> None:
+        try:
+            while (message := self._outbox.take()) is not None:
+                await self.send(message)
+        except ConnectionClosed:
+            self._outbox.close()
+        finally:
+            self._drainer = None
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close the connection from outside its view, without waiting (on the event loop)."""
+        self._outbox.close()
+        if not self.closed:
+            self._loop.create_task(self._close_from_outside(code, reason))
+
+    async def _close_from_outside(self, code: int, reason: str) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()  # its send may wait on a client that does not read
+        await self.close(code, reason)
+
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the connection is closed (at once if it is already)."""
+        self._close_callbacks.append(callback)
+        if self._close_info[0] is not None:
+            self._run_close_callbacks()
+
+    def _run_close_callbacks(self) -> None:
+        # From the loop, or from a sync view's thread when the loop is gone.
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        run_close_callbacks(callbacks)
+
     async def finish(self) -> None:
         """Stop reading and give back the thread slot; the view has returned."""
+        self._outbox.close()
+        self._run_close_callbacks()
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._reader is not None and not self._reader.done():
@@ -476,6 +543,11 @@ class ThreadBridge:
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the server finishes the closing handshake."""
         self.run(self._connection.close(code, reason))
+
+    @property
+    def deliverer(self) -> ASGIConnection:
+        """Where group messages go: the connection, on its event loop."""
+        return self._connection
 
     @property
     def closed(self) -> bool:

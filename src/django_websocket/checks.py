@@ -8,11 +8,13 @@
 ``django_websocket.E003``  the app listed in ``MIDDLEWARE`` instead of ``INSTALLED_APPS``.
 ``django_websocket.W004``  the middleware listed more than once.
 ``django_websocket.E005``  a ``WEBSOCKET_*`` setting of the wrong type.
+``django_websocket.E006``  a ``WEBSOCKET_BROKER_URL`` we cannot use (scheme, or no redis-py).
 ======================  =====================================================
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.conf import settings
@@ -108,3 +110,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_broker(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Check that ``WEBSOCKET_BROKER_URL`` names a broker this process can reach."""
+    url = getattr(settings, "WEBSOCKET_BROKER_URL", None)
+    if not isinstance(url, str) or not url or url.startswith("memory:"):
+        return []
+    scheme = url.split(":", 1)[0]
+    if scheme not in ("redis", "rediss", "unix"):
+        return [
+            Error(
+                f"WEBSOCKET_BROKER_URL {url.split('@')[-1]!r} is not a redis://, rediss:// "
+                "or unix:// URL.",
+                id="django_websocket.E006",
+            )
+        ]
+    if importlib.util.find_spec("redis") is None:
+        return [
+            Error(
+                "WEBSOCKET_BROKER_URL names Redis but redis-py is not installed.",
+                hint='pip install "django-websocket[redis]"',
+                id="django_websocket.E006",
+            )
+        ]
+    return []

@@ -23,6 +23,17 @@ Setting                        Default      Meaning
                                             (WSGI; under ASGI the server decides)
 ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` ``1000``  under ASGI, sync views that may run at once
                                             (each holds a thread); past it, 503
+``WEBSOCKET_BROKER_URL``       ``None``     where groups meet: ``None`` for this process
+                                            only, ``"redis://host:6379/0"`` for Redis
+``WEBSOCKET_BROKER_PREFIX``    ``"djws:"``  prefix of every Redis key and channel we use
+``WEBSOCKET_BROKER_TIMEOUT``   ``3``        seconds a Redis call may take before
+                                            ``BrokerUnavailable``
+``WEBSOCKET_GROUP_QUEUE``      ``256``      group messages waiting for one client before
+                                            it is closed as too slow (1013)
+``WEBSOCKET_PRESENCE_TIMEOUT`` ``15``       seconds a process that stopped beating is
+                                            still counted by ``group_size``
+``WEBSOCKET_CLOSE_ON_LOGOUT``  ``True``     close (1008) the connections of a session
+                                            when its user logs out
 =============================  ===========  ============================================
 """
 
@@ -99,6 +110,30 @@ SPECS: tuple[SettingSpec, ...] = (
         description="a positive int",
         minimum=1,
     ),
+    SettingSpec(
+        "WEBSOCKET_BROKER_URL",
+        None,
+        (str,),
+        allow_none=True,
+        description='None or a URL such as "redis://127.0.0.1:6379/0"',
+    ),
+    SettingSpec("WEBSOCKET_BROKER_PREFIX", "djws:", (str,), description="a str"),
+    SettingSpec(
+        "WEBSOCKET_BROKER_TIMEOUT",
+        3.0,
+        (int, float),
+        description="a positive number of seconds",
+        minimum=0.001,
+    ),
+    SettingSpec("WEBSOCKET_GROUP_QUEUE", 256, (int,), description="a positive int", minimum=1),
+    SettingSpec(
+        "WEBSOCKET_PRESENCE_TIMEOUT",
+        15.0,
+        (int, float),
+        description="a positive number of seconds",
+        minimum=0.1,
+    ),
+    SettingSpec("WEBSOCKET_CLOSE_ON_LOGOUT", True, (bool,), description="a bool"),
     SettingSpec(
         "WEBSOCKET_COMPRESSION",
         "deflate",

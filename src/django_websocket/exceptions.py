@@ -7,6 +7,7 @@ Every exception has one root, so ``except WebSocketError`` catches them all::
     ├── ForbiddenOrigin           the Origin header is not allowed (answered with 403)
     ├── ConnectionClosed          the connection is closed; no message can be sent
     ├── UnsupportedServer         the server cannot hand its connection over to a WebSocket
+    ├── BrokerUnavailable         the groups' broker (Redis) cannot be reached; nothing was sent
     └── InvalidState (RuntimeError)
                                   the API was used at the wrong moment, e.g. changing
                                   subprotocols after the handshake
@@ -18,6 +19,7 @@ there, and still does).
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailable",
     "ConnectionClosed",
     "ForbiddenOrigin",
     "InvalidState",
@@ -76,6 +78,14 @@ class ConnectionClosed(WebSocketError):
 
 class UnsupportedServer(WebSocketError):
     """The server running Django cannot hand over a client connection for a WebSocket."""
+
+
+class BrokerUnavailable(WebSocketError):
+    """The broker of groups (Redis) cannot be reached, so the message was not sent.
+
+    Raised by ``broadcast()`` and ``group_size()`` within ``WEBSOCKET_BROKER_TIMEOUT``
+    while Redis is down; the broker keeps reconnecting in the background.
+    """
 
 
 class InvalidState(WebSocketError, RuntimeError):

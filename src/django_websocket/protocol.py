@@ -11,16 +11,16 @@ engine touches this file only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed as EngineConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import OPEN
+from websockets.protocol import OPEN, Event
 from websockets.server import ServerProtocol
 from websockets.sync.connection import Connection as BlockingConnection
 from websockets.typing import Subprotocol
@@ -37,6 +37,7 @@ __all__ = [
     "EngineConnectionClosed",
     "EngineLimits",
     "HandshakeFailed",
+    "WatchedConnection",
     "connection_close_info",
     "open_blocking_connection",
     "perform_handshake",
@@ -148,15 +149,54 @@ def perform_handshake(
     return protocol, b"".join(protocol.data_to_send())
 
 
+class WatchedConnection(BlockingConnection):
+    """websockets' blocking connection, telling when its reading thread ends.
+
+    That is when the connection is over, whoever ended it: ``ended`` becomes
+    true and ``on_end`` is called, from the reading thread.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.ended = False
+        self.on_end: Callable[[], None] | None = None
+        self._peer_close_dispatched = False
+        super().__init__(*args, **kwargs)
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+            self._peer_close_dispatched = True
+
+    def recv_events(self) -> None:
+        try:
+            super().recv_events()
+        finally:
+            self._peer_close_dispatched = True
+            self.ended = True
+            if self.on_end is not None:
+                self.on_end()
+
+    @property
+    def messages_pending(self) -> bool:
+        """Whether messages that came before the client's close frame are not yet readable.
+
+        The engine leaves OPEN as soon as it parses that close frame, but hands
+        the messages before it to the reader only afterwards.
+        """
+        return self.protocol.close_rcvd is not None and not self._peer_close_dispatched
+
+
 def open_blocking_connection(
-    sock: socket, protocol: ServerProtocol, limits: EngineLimits
-) -> BlockingConnection:
+    sock: socket,
+    protocol: ServerProtocol,
+    limits: EngineLimits,
+) -> WatchedConnection:
     """Drive an OPEN engine over a blocking socket, in the calling thread's world.
 
     The connection reads in a thread of its own (and pings in another when
     keepalive is on); it closes the socket it is given when the connection ends.
     """
-    connection = BlockingConnection(
+    connection = WatchedConnection(
         sock,
         protocol,
         ping_interval=limits.ping_interval,

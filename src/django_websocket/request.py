@@ -172,9 +172,9 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
         logger.error("Cannot serve a WebSocket at %s: %s", request.path, exc)
         return _text_response(501, str(exc))
     request.is_websocket = IsWebSocket(True)  # type: ignore[attr-defined]
-    request.websocket = WebSocket(  # type: ignore[attr-defined]
-        endpoint, endpoint.offered_subprotocols, conf.get("WEBSOCKET_MAX_QUEUE")
-    )
+    websocket = WebSocket(endpoint, endpoint.offered_subprotocols, conf.get("WEBSOCKET_MAX_QUEUE"))
+    websocket._request = request
+    request.websocket = websocket  # type: ignore[attr-defined]
     return None
 
 

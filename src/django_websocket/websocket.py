@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from . import groups as _groups
+from .delivery import encode_json
 from .exceptions import ConnectionClosed, InvalidState, MalformedWebSocket
 from .handshake import select_subprotocol
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 __all__ = ["AsyncTransport", "AsyncWebSocket", "Endpoint", "Message", "Transport", "WebSocket"]
 
@@ -32,6 +38,8 @@ __all__ = ["AsyncTransport", "AsyncWebSocket", "Endpoint", "Message", "Transport
 Message = str | bytes
 
 _Fallback = TypeVar("_Fallback")
+
+logger = logging.getLogger("django_websocket")
 
 
 class _TransportState(Protocol):
@@ -44,6 +52,10 @@ class _TransportState(Protocol):
     @property
     def close_info(self) -> tuple[int | None, str]:
         """The close code and reason, ``(None, "")`` while open."""
+
+    @property
+    def deliverer(self) -> _groups.Deliverer:
+        """Where the connection's group messages go."""
 
 
 class Transport(_TransportState, Protocol):
@@ -101,10 +113,6 @@ def _as_message(message: object) -> Message:
     return str(message)
 
 
-def _encode_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 _T = TypeVar("_T", bound=_TransportState)
 
 
@@ -123,6 +131,11 @@ class _Connection(Generic[_T]):
         self.handshake_error: MalformedWebSocket | None = None
         self._pending: deque[Message] = deque()
         self._max_pending = max(1, max_pending)
+        #: The request this connection answers; set by ``prepare``, read for the user.
+        self._request: HttpRequest | None = None
+        self._id: str | None = None
+        self._session = ""
+        self._membership: _groups.Membership | None = None
 
     def _set_protocols(self, protocols: Sequence[str] | None) -> None:
         # Called by the decorator and the middleware, before the view runs.
@@ -157,6 +170,31 @@ class _Connection(Generic[_T]):
     def refused(self) -> bool:
         """Whether the view closed the WebSocket before accepting it."""
         return self._refused is not None
+
+    @property
+    def id(self) -> str:
+        """An id of this connection, unique across processes (for ``exclude=``)."""
+        if self._id is None:
+            self._id = _groups.new_connection_id()
+        return self._id
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """The groups this connection has joined (and not left)."""
+        member = self._membership
+        if member is None:
+            return frozenset()
+        return frozenset(group for group in member.groups if not _groups.is_user_group(group))
+
+    def _member(self, transport: _T) -> _groups.Membership:
+        if self._membership is None:
+            deliverer = transport.deliverer
+            member = _groups.Membership(self.id, deliverer, self._session)
+            hub = _groups.get_hub()
+            self._membership = member
+            # However the connection ends, it leaves its groups.
+            deliverer.add_close_callback(lambda: hub.leave_all(member))
+        return self._membership
 
     def _poll(self) -> Message:
         raise NotImplementedError
@@ -254,6 +292,8 @@ class WebSocket(_Connection[Transport]):
             raise InvalidState("only a WebSocket that is not open yet can become async")
         twin = AsyncWebSocket(self._endpoint, self._offered, self._max_pending)
         twin._supported = self._supported
+        twin._request = self._request
+        twin._id = self._id
         return twin
 
     def accept(self) -> None:
@@ -269,12 +309,52 @@ class WebSocket(_Connection[Transport]):
         if self._transport is not None or self._refused is not None:
             return self._transport
         with self._accept_lock:
-            if self._transport is None and self._refused is None:
-                try:
-                    self._transport = self._endpoint.open(self.protocol)
-                except (OSError, MalformedWebSocket) as exc:
-                    self._handshake_failed(exc)
+            if self._transport is not None or self._refused is not None:
+                return self._transport
+            try:
+                self._transport = self._endpoint.open(self.protocol)
+            except (OSError, MalformedWebSocket) as exc:
+                self._handshake_failed(exc)
+                return None
+            self._join_user_group(self._transport)
             return self._transport
+
+    def _join_user_group(self, transport: Transport) -> None:
+        if self._request is None:
+            return
+        try:
+            user_group, self._session = _groups.identify(self._request)
+            if user_group is not None:
+                _groups.get_hub().join(self._member(transport), user_group)
+        except Exception:  # the connection works without it; say why it is unreachable
+            logger.exception("Could not add a WebSocket to its user's group")
+
+    def join(self, group: str) -> None:
+        """Join ``group``: from now on, messages broadcast to it reach this client.
+
+        Accepts the connection if it was not yet. Returns once the group's
+        messages reach this connection, in every process (with Redis, once this
+        process is subscribed). Joining a group twice does nothing; a closed
+        connection joins nothing.
+
+        Raises:
+            ValueError: for an invalid group name.
+            ConnectionClosed: when the connection was refused before the handshake.
+        """
+        _groups.check_group(group)
+        transport = self._open()
+        if transport is None:
+            raise self._closed_error()
+        _groups.get_hub().join(self._member(transport), group)
+
+    def leave(self, group: str) -> None:
+        """Leave ``group``; messages broadcast to it no longer reach this client.
+
+        Leaving a group the connection is not in does nothing. A connection
+        leaves all its groups when it closes.
+        """
+        if self._membership is not None:
+            _groups.get_hub().leave(self._membership, group)
 
     def _poll(self) -> Message:
         transport = self._open()
@@ -341,7 +421,7 @@ class WebSocket(_Connection[Transport]):
 
     def send_json(self, value: Any) -> None:
         """Send ``value`` encoded as JSON, in a text frame."""
-        self.send(_encode_json(value))
+        self.send(encode_json(value))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``.
@@ -384,12 +464,38 @@ class AsyncWebSocket(_Connection[AsyncTransport]):
         if self._transport is not None or self._refused is not None:
             return self._transport
         async with self._accept_lock:
-            if self._transport is None and self._refused is None:
-                try:
-                    self._transport = await self._endpoint.open_async(self.protocol)
-                except (OSError, MalformedWebSocket) as exc:
-                    self._handshake_failed(exc)
+            if self._transport is not None or self._refused is not None:
+                return self._transport
+            try:
+                self._transport = await self._endpoint.open_async(self.protocol)
+            except (OSError, MalformedWebSocket) as exc:
+                self._handshake_failed(exc)
+                return None
+            await self._join_user_group(self._transport)
             return self._transport
+
+    async def _join_user_group(self, transport: AsyncTransport) -> None:
+        if self._request is None:
+            return
+        try:
+            user_group, self._session = await _groups.aidentify(self._request)
+            if user_group is not None:
+                await _groups.ajoin(self._member(transport), user_group)
+        except Exception:  # the connection works without it; say why it is unreachable
+            logger.exception("Could not add a WebSocket to its user's group")
+
+    async def join(self, group: str) -> None:
+        """Join ``group`` (see :meth:`WebSocket.join`); the broker's I/O runs off the loop."""
+        _groups.check_group(group)
+        transport = self._transport or await self._open()
+        if transport is None:
+            raise self._closed_error()
+        await _groups.ajoin(self._member(transport), group)
+
+    async def leave(self, group: str) -> None:
+        """Leave ``group`` (see :meth:`WebSocket.leave`)."""
+        if self._membership is not None:
+            _groups.get_hub().leave(self._membership, group)
 
     def _poll(self) -> Message:
         if self._transport is None:
@@ -437,7 +543,7 @@ class AsyncWebSocket(_Connection[AsyncTransport]):
 
     async def send_json(self, value: Any) -> None:
         """Send ``value`` encoded as JSON, in a text frame."""
-        await self.send(_encode_json(value))
+        await self.send(encode_json(value))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason`` (before accept: refuse with 403)."""

@@ -26,13 +26,14 @@ from typing import Any
 from django.core.servers.basehttp import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from . import conf
+from .delivery import TOO_SLOW, Outbox, run_close_callbacks
 from .exceptions import ConnectionClosed, UnsupportedServer
 from .handshake import offered_subprotocols
 from .protocol import (
     OPEN,
-    BlockingConnection,
     EngineConnectionClosed,
     EngineLimits,
+    WatchedConnection,
     connection_close_info,
     open_blocking_connection,
     perform_handshake,
@@ -59,6 +60,9 @@ logger = logging.getLogger("django_websocket")
 RUNSERVER_SOCKET_KEY = "django_websocket.socket"
 #: environ key set once the socket belongs to a WebSocket; servers must not answer.
 TAKEN_OVER_KEY = "django_websocket.taken_over"
+
+#: Seconds a group-message writer thread waits for more before it ends.
+_WRITER_LINGER = 2.0
 
 
 @dataclass(frozen=True)
@@ -139,17 +143,25 @@ class WSGIConnection:
 
     It adapts websockets' threaded connection to the small surface the
     :class:`~django_websocket.WebSocket` facade needs and turns the engine's
-    exceptions into ours.
+    exceptions into ours. Group messages are written by a thread of their own
+    while some wait (see :meth:`deliver`), so a slow client holds back nobody.
     """
 
     def __init__(
-        self, environ: dict[str, Any], server_socket: socket.socket, connection: BlockingConnection
+        self, environ: dict[str, Any], server_socket: socket.socket, connection: WatchedConnection
     ) -> None:
         self._environ = environ
         self._server_socket = server_socket
         self._connection = connection
         self.subprotocol: str | None = connection.subprotocol
         self._finished = threading.Event()
+        self._outbox = Outbox(conf.get("WEBSOCKET_GROUP_QUEUE"))
+        self._outbox_ready = threading.Condition()
+        self._writing = False
+        self._close_callbacks: list[Callable[[], None]] = []
+        connection.on_end = self._connection_ended
+        if connection.ended:
+            self._connection_ended()
 
     def receive(self, timeout: float | None) -> str | bytes:
         """Return the next message.
@@ -187,22 +199,108 @@ class WSGIConnection:
         # original. Shutting it down makes any late write of the server fail fast.
         with contextlib.suppress(OSError):
             self._server_socket.shutdown(socket.SHUT_RDWR)
+        self._connection_ended()
 
     @property
     def closed(self) -> bool:
-        """Whether the closing handshake has started or the connection is gone."""
-        return self._connection.state is not OPEN
+        """Whether the closing handshake has started or the connection is gone.
+
+        A close frame from the client counts once every message it followed is
+        ready to read, so that a view that sees ``closed`` can drain them all.
+        """
+        connection = self._connection
+        if connection.state is OPEN:
+            return False
+        return not connection.messages_pending
 
     @property
     def close_info(self) -> tuple[int | None, str]:
         """The close code and reason, or ``(None, "")`` while the connection is open."""
-        if self._connection.state is OPEN:
+        if not self.closed:
             return None, ""
         return connection_close_info(self._connection)
 
     def _closed_error(self) -> ConnectionClosed:
         code, reason = connection_close_info(self._connection)
         return ConnectionClosed(code, reason)
+
+    # ---- group messages ----------------------------------------------------------------
+
+    @property
+    def deliverer(self) -> WSGIConnection:
+        """Where group messages for this connection go: the connection itself."""
+        return self
+
+    #: :meth:`deliver` and :meth:`kick` may be called from any thread.
+    delivery_loop = None
+
+    def deliver(self, message: str | bytes) -> None:
+        """Queue a group message for the client without waiting (from any thread).
+
+        A client that stays over ``WEBSOCKET_GROUP_QUEUE`` waiting messages (see
+        :class:`~django_websocket.delivery.Outbox`) is closed with 1013 (try again
+        later): it must not hold back its groups.
+        """
+        with self._outbox_ready:
+            accepted = self._outbox.put(message)
+            self._outbox_ready.notify()
+            start_writer = accepted and not self._writing and not self._outbox.closed
+            if start_writer:
+                self._writing = True
+        if not accepted:
+            logger.warning("%s", self._outbox.overflow_report(self._environ.get("PATH_INFO", "")))
+            self.kick(*TOO_SLOW)
+        elif start_writer:
+            threading.Thread(target=self._write_outbox, name="djws-outbox", daemon=True).start()
+
+    def _write_outbox(self) -> None:
+        # Lingers a little once the outbox is empty: a busy group would otherwise
+        # start a thread per message.
+        while True:
+            with self._outbox_ready:
+                message = self._outbox.take()
+                if message is None and not self._outbox.closed:
+                    self._outbox_ready.wait(_WRITER_LINGER)
+                    message = self._outbox.take()
+                if message is None:
+                    self._writing = False
+                    return
+            try:
+                self._connection.send(message)
+            except (EngineConnectionClosed, OSError):
+                with self._outbox_ready:
+                    self._outbox.close()
+                    self._writing = False
+                return
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close the connection from outside its view, without waiting (from any thread)."""
+        with self._outbox_ready:
+            self._outbox.close()
+            self._outbox_ready.notify_all()
+        if not self.closed:
+            threading.Thread(
+                target=self._close_quietly, args=(code, reason), name="djws-kick", daemon=True
+            ).start()
+
+    def _close_quietly(self, code: int, reason: str) -> None:
+        # The view's thread finishes the connection; this only runs the handshake.
+        with contextlib.suppress(Exception):
+            self._connection.close(code, reason)
+
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the connection is over (at once if it is already)."""
+        with self._outbox_ready:
+            self._close_callbacks.append(callback)
+        if self._finished.is_set() or self._connection.state is not OPEN:
+            self._connection_ended()
+
+    def _connection_ended(self) -> None:
+        with self._outbox_ready:
+            self._outbox.close()
+            self._outbox_ready.notify_all()
+            callbacks, self._close_callbacks = self._close_callbacks, []
+        run_close_callbacks(callbacks)
 
 
 def open_connection(
@@ -232,9 +330,8 @@ def open_connection(
     # server's own socket object stays valid until the server lets go of it.
     engine_socket = server_socket.dup()
     engine_socket.settimeout(limits.send_timeout)
-    return WSGIConnection(
-        environ, server_socket, open_blocking_connection(engine_socket, protocol, limits)
-    )
+    engine = open_blocking_connection(engine_socket, protocol, limits)
+    return WSGIConnection(environ, server_socket, engine)
 
 
 class WSGIAsyncConnection:
@@ -301,6 +398,11 @@ class WSGIAsyncConnection:
     def close_info(self) -> tuple[int | None, str]:
         """The close code and reason, or ``(None, "")`` while the connection is open."""
         return self._connection.close_info
+
+    @property
+    def deliverer(self) -> WSGIConnection:
+        """Where group messages go: the blocking connection, from any thread."""
+        return self._connection
 
 
 class WSGIEndpoint:
