@@ -5,6 +5,7 @@ on every server.
 """
 
 import asyncio
+import json
 import time
 
 from django.contrib.auth.decorators import login_required
@@ -216,3 +217,65 @@ urlpatterns = [
     path("untouched/", untouched),
     path("flood/", flood),
 ]
+
+
+async def room_reply(ws, request, name, message):
+    """The async twin of views.room_reply."""
+    from django_websocket import (
+        BrokerUnavailable,
+        abroadcast,
+        abroadcast_json,
+        abroadcast_to_user,
+        agroup_size,
+    )
+
+    command, _, argument = message.partition(":")
+    try:
+        if command == "say":
+            await abroadcast(name, argument, exclude=ws)
+        elif command == "all":
+            await abroadcast(name, argument)
+        elif command == "bytes":
+            await abroadcast(name, argument.encode(), exclude=[ws.id])
+        elif command == "json":
+            await abroadcast_json(name, {"text": argument}, exclude=ws)
+        elif command == "user":
+            await abroadcast_to_user(await request.auser(), argument)
+        elif command == "count":
+            for number in range(int(argument)):
+                await abroadcast(name, str(number))
+        elif command == "flood":
+            count, size = map(int, argument.split(","))
+            for _ in range(count):
+                await abroadcast(name, "x" * size, exclude=ws)
+            return "flooded"
+        elif command == "join":
+            await ws.join(argument)
+            return "joined"
+        elif command == "leave":
+            await ws.leave(argument or name)
+            return "left"
+        elif command == "groups":
+            return json.dumps(sorted(ws.groups))
+        elif command == "size":
+            return str(await agroup_size(argument or name))
+        elif command == "whoami":
+            return f"{ws.id} {await request.auser()}"
+    except BrokerUnavailable as exc:
+        return f"unavailable: {exc}"
+    return None
+
+
+@require_websocket
+async def room(request, name):
+    """The async twin of views.room."""
+    ws = request.websocket
+    await ws.join(name)
+    await ws.send(f"in {name}")
+    async for message in ws:
+        reply = await room_reply(ws, request, name, message)
+        if reply is not None:
+            await ws.send(reply)
+
+
+urlpatterns.append(path("room/<str:name>/", room))

@@ -1,5 +1,7 @@
-"""Small real clients for the tests: raw HTTP upgrade requests and a frame reader."""
+"""Small real clients for the tests: raw HTTP upgrade requests, a frame reader, and an
+ASGI session that drives our application in process."""
 
+import asyncio
 import base64
 import os
 import socket
@@ -13,7 +15,12 @@ from websockets.http11 import Response
 from websockets.sync.client import connect
 from websockets.uri import parse_uri
 
+from django_websocket.asgi import get_asgi_application
+
 from .conftest import timeout
+
+#: Our ASGI application, driven in process by :class:`Session`.
+application = get_asgi_application()
 
 
 def connect_to(server, path: str, **kwargs):
@@ -163,3 +170,43 @@ __all__ = [
     "status_of",
     "upgrade_headers",
 ]
+
+
+def websocket_scope(path, *, scheme="ws", origin="http://127.0.0.1", denial=True, **extra):
+    """The scope an ASGI server would give for a WebSocket to ``path``."""
+    headers = [(b"host", b"127.0.0.1"), (b"origin", origin.encode())]
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "scheme": scheme,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 443 if scheme == "wss" else 80),
+        "subprotocols": [],
+        "extensions": {"websocket.http.response": {}} if denial else {},
+        **extra,
+    }
+
+
+class Session:
+    """One connection to the application, seen from the server's side."""
+
+    def __init__(self, scope):
+        self.to_app: asyncio.Queue = asyncio.Queue()
+        self.from_app: asyncio.Queue = asyncio.Queue()
+        self.to_app.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.ensure_future(application(scope, self.to_app.get, self.from_app.put))
+
+    async def output(self):
+        return await asyncio.wait_for(self.from_app.get(), timeout(5))
+
+    async def send_text(self, text):
+        await self.to_app.put({"type": "websocket.receive", "text": text})
+
+    async def disconnect(self, code=1000):
+        await self.to_app.put({"type": "websocket.disconnect", "code": code})
+        await asyncio.wait_for(self.task, timeout(5))

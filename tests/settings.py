@@ -24,10 +24,11 @@ if os.environ.get("DJWS_MIDDLEWARE") == "1":
 ROOT_URLCONF = "tests.urls"
 # The test database is a file: an in-memory SQLite connection ignores close(), and
 # test_asgi checks that the connections of sync views are closed.
+# Server subprocesses that share users and sessions get a migrated file (DJWS_DB).
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": ":memory:",
+        "NAME": os.environ.get("DJWS_DB", ":memory:"),
         "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"djws-test-{os.getpid()}.sqlite3")},
     }
 }
@@ -49,3 +50,7 @@ LOGGING = {
 }
 WEBSOCKET_ACCEPT_ALL = os.environ.get("DJWS_ACCEPT_ALL") == "1"
 STATICFILES_DIRS = [os.path.join(os.path.dirname(__file__), "static")]
+WEBSOCKET_BROKER_URL = os.environ.get("DJWS_BROKER_URL") or None
+WEBSOCKET_BROKER_PREFIX = os.environ.get("DJWS_BROKER_PREFIX", "djws-test:")
+WEBSOCKET_PRESENCE_TIMEOUT = float(os.environ.get("DJWS_PRESENCE_TIMEOUT", "15"))
+WEBSOCKET_GROUP_QUEUE = int(os.environ.get("DJWS_GROUP_QUEUE", "256"))

@@ -17,52 +17,10 @@ import pytest
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
-from django_websocket.asgi import get_asgi_application, sync_view_slots
+from django_websocket.asgi import sync_view_slots
 
-from .clients import connect_to
+from .clients import Session, application, connect_to, websocket_scope
 from .conftest import start_server, timeout
-
-application = get_asgi_application()
-
-
-def websocket_scope(path, *, scheme="ws", origin="http://127.0.0.1", denial=True, **extra):
-    """The scope an ASGI server would give for a WebSocket to ``path``."""
-    headers = [(b"host", b"127.0.0.1"), (b"origin", origin.encode())]
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "scheme": scheme,
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 443 if scheme == "wss" else 80),
-        "subprotocols": [],
-        "extensions": {"websocket.http.response": {}} if denial else {},
-        **extra,
-    }
-
-
-class Session:
-    """One connection to the application, seen from the server's side."""
-
-    def __init__(self, scope):
-        self.to_app: asyncio.Queue = asyncio.Queue()
-        self.from_app: asyncio.Queue = asyncio.Queue()
-        self.to_app.put_nowait({"type": "websocket.connect"})
-        self.task = asyncio.ensure_future(application(scope, self.to_app.get, self.from_app.put))
-
-    async def output(self):
-        return await asyncio.wait_for(self.from_app.get(), timeout(5))
-
-    async def send_text(self, text):
-        await self.to_app.put({"type": "websocket.receive", "text": text})
-
-    async def disconnect(self, code=1000):
-        await self.to_app.put({"type": "websocket.disconnect", "code": code})
-        await asyncio.wait_for(self.task, timeout(5))
 
 
 def test_behind_wss_the_request_is_secure_and_absolute_uris_are_https():

@@ -55,3 +55,15 @@ def test_settings_of_the_wrong_type_are_errors():
     assert any("WEBSOCKET_ALLOWED_ORIGINS must be a list of origins" in m.msg for m in messages)
     with override_settings(WEBSOCKET_MAX_MESSAGE_SIZE=None, WEBSOCKET_COMPRESSION=None):
         assert check_settings() == []
+
+
+def test_a_broker_url_that_is_not_redis_is_an_error():
+    """WEBSOCKET_BROKER_URL with another scheme is E006; Redis URLs and None pass."""
+    from django_websocket.checks import check_broker
+
+    with override_settings(WEBSOCKET_BROKER_URL="amqp://guest:secret@rabbit/"):
+        messages = check_broker()
+    assert ids(messages) == ["django_websocket.E006"] and "secret" not in messages[0].msg
+    for url in (None, "redis://127.0.0.1:6379/0", "rediss://host/1", "unix:///tmp/r.sock"):
+        with override_settings(WEBSOCKET_BROKER_URL=url):
+            assert check_broker() == []

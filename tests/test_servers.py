@@ -436,3 +436,35 @@ def test_the_server_logs_no_error_for_normal_closes(server):
         "UnicodeDecodeError: 'utf-8' codec can't decode"
     )
     assert log.count("Traceback") == expected
+
+
+def test_group_members_get_broadcasts_until_they_leave_or_close(server):
+    """With the in-memory broker, members of a room get each other's broadcasts (not
+    their own, excluded), stop after leave, and drop out of group_size when closed."""
+    if server.kind == "gunicorn-sync":
+        pytest.skip("4 worker processes: a group across them needs the Redis broker")
+    room = f"/room/{server.kind}-{server.prefix.strip('/') or 'sync'}/"
+    with connect_to(server, room) as alice, connect_to(server, room) as bob:
+        for client in (alice, bob):
+            assert client.recv(timeout(5)).startswith("in ")
+        alice.send("say:hello")
+        assert bob.recv(timeout(5)) == "hello"
+        bob.send("bytes:raw")
+        assert alice.recv(timeout(5)) == b"raw"
+        alice.send("size")
+        assert alice.recv(timeout(5)) == "2"  # and not "hello": the sender was excluded
+        bob.send("leave")
+        assert bob.recv(timeout(5)) == "left"
+        alice.send("all:anyone?")
+        assert alice.recv(timeout(5)) == "anyone?"
+        with pytest.raises(TimeoutError):
+            bob.recv(0.3)
+        with connect_to(server, room) as carol:
+            assert carol.recv(timeout(5)).startswith("in ")
+        deadline = time.monotonic() + timeout(5)
+        while True:
+            alice.send("size")
+            if alice.recv(timeout(5)) == "1":
+                break
+            assert time.monotonic() < deadline, "a closed connection stayed in its group"
+            time.sleep(0.05)

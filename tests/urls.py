@@ -33,5 +33,8 @@ urlpatterns = [
     path("async_hold/", views.async_hold),
     path("async_concurrent/", views.async_concurrent),
     path("async_cancelled_wait/", views.async_cancelled_wait),
+    path("room/<str:name>/", views.room),
+    path("login/<str:username>/", views.login_as),
+    path("logout/", views.logout_view),
     path("async/", include(async_views.urlpatterns)),
 ]

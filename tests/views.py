@@ -277,3 +277,80 @@ async def async_cancelled_wait(request):
     except TimeoutError:
         await websocket.send("timed out")
     await websocket.send(f"then {await websocket.wait()}")
+
+
+def room_reply(ws, request, name, message):
+    """What the room views do with one command; returns the reply, if any."""
+    from django_websocket import (
+        BrokerUnavailable,
+        broadcast,
+        broadcast_json,
+        broadcast_to_user,
+        group_size,
+    )
+
+    command, _, argument = message.partition(":")
+    try:
+        if command == "say":  # to everyone else in the room
+            broadcast(name, argument, exclude=ws)
+        elif command == "all":
+            broadcast(name, argument)
+        elif command == "bytes":
+            broadcast(name, argument.encode(), exclude=[ws.id])
+        elif command == "json":
+            broadcast_json(name, {"text": argument}, exclude=ws)
+        elif command == "user":
+            broadcast_to_user(request.user, argument)
+        elif command == "count":
+            for number in range(int(argument)):
+                broadcast(name, str(number))
+        elif command == "flood":
+            count, size = map(int, argument.split(","))
+            for _ in range(count):
+                broadcast(name, "x" * size, exclude=ws)
+            return "flooded"
+        elif command == "join":
+            ws.join(argument)
+            return "joined"
+        elif command == "leave":
+            ws.leave(argument or name)
+            return "left"
+        elif command == "groups":
+            return json.dumps(sorted(ws.groups))
+        elif command == "size":
+            return str(group_size(argument or name))
+        elif command == "whoami":
+            return f"{ws.id} {request.user}"
+    except BrokerUnavailable as exc:
+        return f"unavailable: {exc}"
+    return None
+
+
+@require_websocket
+def room(request, name):
+    """A chat room: joins ``name`` on open, then runs the commands of room_reply."""
+    ws = request.websocket
+    ws.join(name)
+    ws.send(f"in {name}")
+    for message in ws:
+        reply = room_reply(ws, request, name, message)
+        if reply is not None:
+            ws.send(reply)
+
+
+def login_as(request, username):
+    """Plain HTTP: log in as ``username`` (created on first use)."""
+    from django.contrib.auth import login
+    from django.contrib.auth.models import User
+
+    user, _ = User.objects.get_or_create(username=username)
+    login(request, user)
+    return HttpResponse(f"logged in as {username}")
+
+
+def logout_view(request):
+    """Plain HTTP: log out."""
+    from django.contrib.auth import logout
+
+    logout(request)
+    return HttpResponse("logged out")
