@@ -3,6 +3,7 @@
 No view uses the database, so the demo runs without ``migrate``.
 """
 
+import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,3 +55,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_websocket": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# Groups, for the chat room. Without a broker URL, the in-memory broker links the
+# connections of one process, which is all `make demo` needs. To chat across two
+# servers, start both with the same Redis (tabs on :8000 and :8001 then share rooms):
+#   export WEBSOCKET_BROKER_URL=redis://127.0.0.1:6379/0
+#   make demo                                                  # :8000
+#   .venv/bin/python example/manage.py runserver 127.0.0.1:8001  # in a second shell
+WEBSOCKET_BROKER_URL = os.environ.get("WEBSOCKET_BROKER_URL") or None
+WEBSOCKET_BROKER_PREFIX = os.environ.get("WEBSOCKET_BROKER_PREFIX", "djws-demo:")
