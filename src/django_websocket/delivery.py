@@ -112,9 +112,10 @@ class Outbox:
     """A bounded FIFO of messages waiting to be written to one connection.
 
     A member may run over ``limit`` for a moment: a burst can reach every
-    member before any of them had a chance to write. A member that *stays* over
-    it for ``grace`` seconds, or lets ``hard_limit`` messages pile up, is too
-    slow for its groups: :meth:`put` says so and the outbox closes.
+    member before any of them had a chance to write (a thread waits for the GIL
+    for 5 ms). A member that *stays* over it for ``grace`` seconds, or for a
+    tenth of that with ``hard_limit`` messages piled up, is too slow for its
+    groups: :meth:`put` says so and the outbox closes.
 
     Not thread-safe by itself: each transport guards it the way its connection
     is driven (a lock for threads, the event loop for tasks).
@@ -151,11 +152,16 @@ class Outbox:
             now = self._clock()
             if self._over_since is None:
                 self._over_since = now
-            elif now - self._over_since >= self.grace or len(self._messages) >= self.hard_limit:
+            elif self._too_slow(now - self._over_since):
                 self.close()
                 return False
         self._messages.append(message)
         return True
+
+    def _too_slow(self, over_for: float) -> bool:
+        if over_for >= self.grace:
+            return True
+        return len(self._messages) >= self.hard_limit and over_for >= self.grace / 10
 
     def overflow_report(self, path: str) -> str:
         """The log line that says why the member at ``path`` is closed with 1013."""
