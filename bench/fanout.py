@@ -5,10 +5,12 @@ django_websocket's Redis broker vs Django Channels' group_send on channels_redis
     bench/.venv/bin/python bench/fanout.py --only channels-redis,channels-pubsub --reps 1
 
 Every run of one configuration starts two uvicorn processes (``--loop uvloop
---http httptools``) on two free ports: server A pinned to cpu 0, server B to
-cpu 1. Two client processes (``fanout_client.py``, picows on uvloop) open 500
-connections each, client A to server A pinned to cpu 0, client B to server B
-on cpu 1, so each cpu holds one server and its 500 clients. A third process
+--http httptools``) on two free ports and two client processes
+(``fanout_client.py``, picows on uvloop) of 500 connections each, client A to
+server A, client B to server B. With ``--layout apart`` (the default, the rule
+of the rest of bench/) both servers are pinned to cpu 0 and both clients to
+cpu 1; with ``--layout shared`` each cpu holds one server and its 500 clients.
+A third process
 (``fanout_broadcast.py``), which serves no WebSockets and is not pinned, sends
 to the group once every member has joined (django_websocket: ``group_size``
 reaches 1,000; channels core: the group's ZCARD; all: warm-up broadcasts must
@@ -59,7 +61,14 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PYTHON = BENCH / ".venv" / "bin" / "python"
 RESULTS = BENCH / "results"
-CPUS = ("0", "1")  # server A + client A, server B + client B
+#: Where each server (A, B) and each client process (A, B) runs, by --layout.
+#: "apart" follows the rest of bench/: the measured servers on cpu 0, the load on
+#: cpu 1, so a fast server is not charged its clients' CPU. "shared" puts each
+#: server with its own 500 clients, one pair per cpu.
+LAYOUTS = {
+    "apart": {"servers": ("0", "0"), "clients": ("1", "1")},
+    "shared": {"servers": ("0", "1"), "clients": ("0", "1")},
+}
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PREFIX_ROOT = "bench-fanout:"
 GROUP_SIZE_PER_SERVER = 500
@@ -444,12 +453,13 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
         with contextlib.ExitStack() as stack:
             servers = [
                 stack.enter_context(Server(config, cpu, name, logdir, prefix))
-                for cpu, name in zip(CPUS, "AB", strict=True)
+                for cpu, name in zip(LAYOUTS[args.layout]["servers"], "AB", strict=True)
             ]
             clock = Clock([s.pid for s in servers], [], redis_pid())
             before_connect = clock.sample()
             clients = []
-            for server in servers:
+            client_cpus = LAYOUTS[args.layout]["clients"]
+            for server, client_cpu in zip(servers, client_cpus, strict=True):
                 argv = [
                     str(PYTHON), str(BENCH / "fanout_client.py"),
                     "--url", f"ws://127.0.0.1:{server.port}{config.path}",
@@ -458,7 +468,7 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
                 ]  # fmt: skip
                 client = Child(
                     f"client {server.name}",
-                    pinned(server.cpu, argv),
+                    pinned(client_cpu, argv),
                     child_env(config.settings, prefix),
                     logdir / f"{config.key}-client-{server.name}.log",
                 )
@@ -720,6 +730,20 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+LAYOUT_TEXT = {
+    "apart": "both servers on cpu 0, the two client processes (500 connections each) on cpu 1",
+    "shared": "server A + its 500 clients on cpu 0, server B + its 500 clients on cpu 1",
+}
+LAYOUT_NOTE = {
+    "apart": "The servers share cpu 0 and the clients cpu 1, as in the rest of bench/: "
+    "time-to-all measures the servers' delivery path, not the clients'. "
+    "`--layout shared` gives each cpu a server and its own clients instead.",
+    "shared": "Each cpu runs a server and its 500 clients, so a broadcast costs each cpu about "
+    "500 × (server + client CPU per delivery): the floor of time-to-all on this machine, "
+    "which also narrows the ratios, since both sides pay the same clients.",
+}
+
+
 def render(report: dict) -> str:
     med = report["medians"]
     p = report["params"]
@@ -727,8 +751,8 @@ def render(report: dict) -> str:
         "# Fan-out benchmark",
         "",
         f"{report['date']} · {2 * GROUP_SIZE_PER_SERVER} members of one group, {GROUP_SIZE_PER_SERVER} on each "
-        f"of 2 uvicorn processes (`--loop uvloop --http httptools`, server A + its 500 clients on cpu 0, "
-        f"server B + its 500 clients on cpu 1; broadcaster and Redis not pinned) · {p['messages']} broadcasts "
+        f"of 2 uvicorn processes (`--loop uvloop --http httptools`, {LAYOUT_TEXT[p['layout']]}; "
+        f"broadcaster and Redis not pinned) · {p['messages']} broadcasts "
         f"of {p['size']} bytes, {p['spacing'] * 1000:.0f} ms apart, each received by all before the next "
         f"(after {p['warmup']} warm-up broadcasts) · burst: {p['burst']} broadcasts back to back · "
         f"median of {p['reps']} interleaved reps.",
@@ -739,9 +763,7 @@ def render(report: dict) -> str:
         "spaced-broadcast phase (idle gaps included) ÷ deliveries. Client CPU likewise for both client "
         "processes. Redis CPU per broadcast call. Broadcaster: CPU and wall time of one call.",
         "",
-        "Each cpu runs a server and its 500 clients, so a broadcast costs each cpu about "
-        "500 × (server + client CPU per delivery): the floor of time-to-all on this machine, "
-        "which also narrows the ratios, since both sides pay the same clients.",
+        LAYOUT_NOTE[p["layout"]],
         "",
         "| config | time-to-all p50 ms | p90 ms | first copy p50 ms | deliveries/s | server CPU µs/delivery "
         "| client CPU µs/delivery | Redis CPU µs/broadcast | broadcaster call ms / CPU µs "
@@ -873,6 +895,12 @@ def main() -> None:
     parser.add_argument(
         "--only", help="comma-separated config keys: " + ",".join(c.key for c in CONFIGS)
     )
+    parser.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default="apart",
+        help="apart: both servers on cpu 0, clients on cpu 1; shared: a server and its clients per cpu",
+    )
     parser.add_argument("--out", default="fanout", help="results/<out>.md and .json")
     parser.add_argument(
         "--logdir", help="keep the servers' and helpers' logs here (default: a temp dir)"
@@ -915,7 +943,8 @@ def run_all(
             "size": args.size,
             "members": 2 * GROUP_SIZE_PER_SERVER,
             "servers": 2,
-            "cpus": {"server A + client A": CPUS[0], "server B + client B": CPUS[1]},
+            "layout": args.layout,
+            "cpus": LAYOUTS[args.layout],
             "nofile": list(nofile),
         },
         "machine": machine(),

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from io import BytesIO
 from typing import Any, TypeVar
 
@@ -56,6 +56,45 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Message = str | bytes
+
+
+def _send_event(data: Message) -> dict[str, Any]:
+    if isinstance(data, str):
+        return {"type": "websocket.send", "text": data}
+    return {"type": "websocket.send", "bytes": data}
+
+
+class _Resumed:
+    """The rest of an awaitable whose first step was taken by hand.
+
+    ``steps`` is its ``__await__`` iterator and ``waiting_on`` what that step
+    yielded (the future it waits for). Awaiting this hands both to the running
+    task exactly as ``await`` would have, cancellation included.
+    """
+
+    def __init__(self, steps: Any, waiting_on: object) -> None:
+        self._steps = steps
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, object]:
+        steps, yielded = self._steps, self._waiting_on
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as exc:  # e.g. a cancellation, for the awaited send
+                try:
+                    yielded = steps.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = steps.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
 
 _Result = TypeVar("_Result")
 
@@ -316,12 +355,15 @@ class ASGIConnection:
         """
         if self._close_info[0] is not None or self._closing:
             raise ConnectionClosed(*self._close_info)
-        key = "text" if isinstance(data, str) else "bytes"
+        await self._bounded_send(self._send(_send_event(data)))
+
+    async def _bounded_send(self, sending: Awaitable[object]) -> None:
+        # Runs one ASGI send under the watchdog, and turns the server's errors into ours.
         task = asyncio.current_task()
         if task is not None:
             self._sends_in_flight[task] = self._loop.time()
         try:
-            await self._send({"type": "websocket.send", key: data})
+            await sending
         except asyncio.CancelledError:
             if not self._send_expired or task is None:
                 raise
@@ -399,6 +441,9 @@ class ASGIConnection:
         """
         if self.closed:
             return
+        if self._drainer is None and not self._outbox:
+            self._send_eagerly(message)
+            return
         if not self._outbox.put(message):
             logger.warning("%s", self._outbox.overflow_report(self.scope.get("path", "")))
             self.kick(*TOO_SLOW)
@@ -406,8 +451,27 @@ class ASGIConnection:
         if self._drainer is None:
             self._drainer = self._loop.create_task(self._drain_outbox())
 
-    async def _drain_outbox(self) -> None:
+    def _send_eagerly(self, message: Message) -> None:
+        # A broadcast reaches hundreds of members at once; a task for each would
+        # cost more than the write. Servers take a frame without waiting unless the
+        # client reads slowly, so the send's first step runs here, and only a send
+        # that has to wait becomes the drain task (then the outbox fills behind it).
+        steps = self._send(_send_event(message)).__await__()
         try:
+            waiting_on = steps.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            logger.debug("A group message found the connection closed", exc_info=True)
+            self._set_closed(1006, "")
+            self._outbox.close()
+            return
+        self._drainer = self._loop.create_task(self._drain_outbox(_Resumed(steps, waiting_on)))
+
+    async def _drain_outbox(self, unfinished: Awaitable[object] | None = None) -> None:
+        try:
+            if unfinished is not None:
+                await self._bounded_send(unfinished)
             while (message := self._outbox.take()) is not None:
                 await self.send(message)
         except ConnectionClosed:
