@@ -279,3 +279,27 @@ async def room(request, name):
 
 
 urlpatterns.append(path("room/<str:name>/", room))
+
+
+@require_websocket
+async def db_users(request):
+    """The async twin of views.db_users."""
+    from django.contrib.auth.models import User
+
+    user = await request.auser()
+    async for message in request.websocket:
+        if message == "add":
+            await User.objects.acreate(username="added-by-view")
+        names = sorted([name async for name in User.objects.values_list("username", flat=True)])
+        await request.websocket.send_json({"user": user.username, "names": names})
+
+
+@require_websocket
+async def fail_after_hello(request):
+    """The async twin of views.fail_after_hello."""
+    await request.websocket.send("hello")
+    await request.websocket.wait()
+    raise ValueError("the view broke")
+
+
+urlpatterns += [path("db_users/", db_users), path("fail_after_hello/", fail_after_hello)]

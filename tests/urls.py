@@ -30,6 +30,8 @@ urlpatterns = [
     path("undecorated/", views.undecorated_echo),
     path("undecorated_fail/", views.undecorated_fail),
     path("db_count/", views.db_count),
+    path("db_users/", views.db_users),
+    path("fail_after_hello/", views.fail_after_hello),
     path("async_hold/", views.async_hold),
     path("async_concurrent/", views.async_concurrent),
     path("async_cancelled_wait/", views.async_cancelled_wait),

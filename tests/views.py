@@ -354,3 +354,23 @@ def logout_view(request):
 
     logout(request)
     return HttpResponse("logged out")
+
+
+@require_websocket
+def db_users(request):
+    """On each message: who asks, and the usernames in the database (test client tests)."""
+    from django.contrib.auth.models import User
+
+    for message in request.websocket:
+        if message == "add":
+            User.objects.create(username="added-by-view")
+        names = sorted(User.objects.values_list("username", flat=True))
+        request.websocket.send_json({"user": request.user.username, "names": names})
+
+
+@require_websocket
+def fail_after_hello(request):
+    """Accept, greet, and fail on the first message."""
+    request.websocket.send("hello")
+    request.websocket.wait()
+    raise ValueError("the view broke")

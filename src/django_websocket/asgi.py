@@ -40,6 +40,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix
 
@@ -648,8 +649,7 @@ class WebSocketASGIHandler(ASGIHandler):
         """Serve one ASGI connection: HTTP as Django does, WebSockets through views."""
         kind = scope["type"]
         if kind == "websocket":
-            async with ThreadSensitiveContext():
-                await self.handle_websocket(scope, receive, send)
+            await self.serve_websocket(scope, receive, send)
         elif kind == "lifespan":
             await self.handle_lifespan(receive, send)
         else:
@@ -665,7 +665,30 @@ class WebSocketASGIHandler(ASGIHandler):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve_websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        shared_connections: Mapping[str, BaseDatabaseWrapper] | None = None,
+    ) -> None:
+        """Serve one ``websocket`` scope, its sync code in a thread of its own.
+
+        ``shared_connections`` is for :mod:`django_websocket.test`: the view's
+        thread then uses these database connections (a test's, inside its
+        transaction) instead of opening its own, and leaves them open.
+        """
+        async with ThreadSensitiveContext():
+            if shared_connections is not None:
+                await sync_to_async(_use_connections)(shared_connections)
+            await self.handle_websocket(
+                scope, receive, send, close_connections=shared_connections is None
+            )
+
+    async def handle_websocket(
+        self, scope: Scope, receive: Receive, send: Send, *, close_connections: bool = True
+    ) -> None:
         """Run one WebSocket connection through Django's middleware and the view."""
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake
@@ -688,7 +711,7 @@ class WebSocketASGIHandler(ASGIHandler):
                 await connection.close(1011 if failed else 1000)
         finally:
             await connection.finish()
-            await sync_to_async(_end_request)(response)
+            await sync_to_async(_end_request)(response, close_connections)
 
     async def _run_view(self, request: HttpRequest, connection: ASGIConnection) -> HttpResponseBase:
         view = asyncio.ensure_future(self.get_response_async(request))
@@ -703,7 +726,13 @@ class WebSocketASGIHandler(ASGIHandler):
             raise
 
 
-def _end_request(response: HttpResponseBase | None) -> None:
+def _use_connections(shared: Mapping[str, BaseDatabaseWrapper]) -> None:
+    # In the connection's thread, before anything else runs there.
+    for alias, connection in shared.items():
+        connections[alias] = connection
+
+
+def _end_request(response: HttpResponseBase | None, close_connections: bool = True) -> None:
     # Runs in the connection's thread: request_finished closes what Django closes
     # per request; the thread ends with the connection, so nothing of it may stay open.
     try:
@@ -712,7 +741,8 @@ def _end_request(response: HttpResponseBase | None) -> None:
         else:
             signals.request_finished.send(sender=WebSocketASGIHandler)
     finally:
-        connections.close_all()
+        if close_connections:
+            connections.close_all()
 
 
 def get_asgi_application() -> WebSocketASGIHandler:

@@ -8,6 +8,7 @@ Every exception has one root, so ``except WebSocketError`` catches them all::
     ├── ConnectionClosed          the connection is closed; no message can be sent
     ├── UnsupportedServer         the server cannot hand its connection over to a WebSocket
     ├── BrokerUnavailable         the groups' broker (Redis) cannot be reached; nothing was sent
+    ├── WebSocketRefused          (tests) the application answered the handshake with HTTP
     └── InvalidState (RuntimeError)
                                   the API was used at the wrong moment, e.g. changing
                                   subprotocols after the handshake
@@ -18,6 +19,11 @@ there, and still does).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.http import HttpResponse
+
 __all__ = [
     "BrokerUnavailable",
     "ConnectionClosed",
@@ -26,6 +32,7 @@ __all__ = [
     "MalformedWebSocket",
     "UnsupportedServer",
     "WebSocketError",
+    "WebSocketRefused",
 ]
 
 
@@ -90,3 +97,20 @@ class BrokerUnavailable(WebSocketError):
 
 class InvalidState(WebSocketError, RuntimeError):
     """The WebSocket API was called at a moment where it cannot work."""
+
+
+class WebSocketRefused(WebSocketError):
+    """The application refused a test client's WebSocket with an HTTP response.
+
+    Raised by :mod:`django_websocket.test`. A view that closes before accepting
+    refuses with 403, as ASGI servers answer it.
+
+    Attributes:
+        response: the refusal, an ``HttpResponse`` (``status_code``, headers, ``content``).
+        status_code: the response's status, for short assertions.
+    """
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(f"WebSocket refused with HTTP {response.status_code}")
+        self.response = response
+        self.status_code = response.status_code

@@ -281,7 +281,12 @@ def _report(
         return False
     if not websocket.accepted:
         return None
-    signals.got_request_exception.send(sender=None, request=request)
+    try:
+        raise exc
+    except Exception:
+        # Receivers read the exception from sys.exc_info(), as Django sends the
+        # signal from its except block (the test client re-raises it from there).
+        signals.got_request_exception.send(sender=None, request=request)
     request_logger.error(
         "Internal Server Error: %s (WebSocket closed with 1011)",
         request.path,
