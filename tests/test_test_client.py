@@ -166,6 +166,17 @@ class TheClientAPI(SimpleTestCase):
                 ws.receive()
         self.assertEqual(ws.close_code, 1011)
 
+    def test_an_exception_before_the_handshake_is_raised_or_is_a_500(self):
+        with self.assertRaisesMessage(ValueError, "before the handshake"):
+            self.client.websocket("/fail_before_accept/").__enter__()
+        client = WebSocketClient(raise_request_exception=False)
+        with (
+            self.assertLogs("django.request", "ERROR"),
+            self.assertRaises(WebSocketRefused) as refused,
+        ):
+            client.websocket("/fail_before_accept/").__enter__()
+        self.assertEqual(refused.exception.status_code, 500)
+
     def test_the_client_still_does_http(self):
         response = self.client.get("/plain/", headers={"X-Trace": "t"})
         self.assertEqual(response.status_code, 200)

@@ -32,6 +32,7 @@ urlpatterns = [
     path("db_count/", views.db_count),
     path("db_users/", views.db_users),
     path("fail_after_hello/", views.fail_after_hello),
+    path("fail_before_accept/", views.fail_before_accept),
     path("async_hold/", views.async_hold),
     path("async_concurrent/", views.async_concurrent),
     path("async_cancelled_wait/", views.async_cancelled_wait),

@@ -374,3 +374,9 @@ def fail_after_hello(request):
     request.websocket.send("hello")
     request.websocket.wait()
     raise ValueError("the view broke")
+
+
+@require_websocket
+def fail_before_accept(request):
+    """Raise before the handshake: Django's 500, as for any view."""
+    raise ValueError("before the handshake")
