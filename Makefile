@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 clean
+.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ PY313_BIN := $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1
 
 test-django61: $(STAMP)  ## The suite on Python 3.13 with Django 6.1 (needs python3.13)
 	PATH="$(if $(PY313_BIN),$(PY313_BIN):)$$PATH" $(BIN)/nox --session "tests(python='3.13', django='6.1')"
+
+docs: $(STAMP)  ## The HTML documentation in docs/_build/html (Sphinx; warnings are errors)
+	$(BIN)/python -m pip install --quiet -r docs/requirements.txt
+	$(BIN)/python -m sphinx -W --keep-going -n -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache
