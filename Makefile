@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 docs clean
+.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 docs conformance conformance-ci clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test-django61: $(STAMP)  ## The suite on Python 3.13 with Django 6.1 (needs pyth
 docs: $(STAMP)  ## The HTML documentation in docs/_build/html (Sphinx; warnings are errors)
 	$(BIN)/python -m pip install --quiet -r docs/requirements.txt
 	$(BIN)/python -m sphinx -W --keep-going -n -b html docs docs/_build/html
+
+conformance: $(STAMP)  ## Autobahn|Testsuite, all 517 cases, on runserver, gunicorn and uvicorn (~35 min; needs Python 2.7 and gcc)
+	$(BIN)/python conformance/run.py --full
+
+conformance-ci: $(STAMP)  ## The Autobahn subset CI runs (docs/conformance.md; about 1.5 min)
+	$(BIN)/python conformance/run.py --subset
 
 clean:
 	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache
