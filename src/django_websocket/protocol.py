@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed as EngineConnectionClosed
+from websockets.exceptions import InvalidHeader
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
@@ -135,7 +136,13 @@ def perform_handshake(
         HandshakeFailed: when the engine refuses the request.
     """
     protocol = _build_protocol(subprotocol, limits)
-    request = Request(path, Headers(headers))
+    try:
+        request_headers = Headers(headers)
+    except InvalidHeader as exc:
+        # websockets refuses control characters in header values (RFC 9110), which
+        # our checks do not look at: any header, e.g. a Cookie, may carry them.
+        raise HandshakeFailed(400, f"Invalid {exc.name} header.\n".encode()) from None
+    request = Request(path, request_headers)
     protocol.receive_data(request.serialize())
     events = protocol.events_received()
     if len(events) != 1 or not isinstance(events[0], Request):

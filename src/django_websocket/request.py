@@ -248,8 +248,9 @@ def finish(request: HttpRequest, response: HttpResponse | None) -> HttpResponse:
     if settled is not None:
         return settled
     websocket.accept()
-    if not websocket.accepted:  # the client vanished during the handshake
-        return TakenOverResponse()
+    if not websocket.accepted:
+        # The engine refused the handshake (its 4xx), or the client vanished.
+        return _settled(websocket, None) or TakenOverResponse()
     websocket.close(1000)
     return _ended(response)
 
@@ -266,7 +267,7 @@ async def afinish(request: HttpRequest, response: HttpResponse | None) -> HttpRe
         return settled
     await websocket.accept()
     if not websocket.accepted:
-        return TakenOverResponse()
+        return _settled(websocket, None) or TakenOverResponse()
     await websocket.close(1000)
     return _ended(response)
 
