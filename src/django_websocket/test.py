@@ -403,15 +403,8 @@ class _Connection:
 # ---- what tests hold ----------------------------------------------------------------------
 
 
-class WebSocketSession:
-    """An open test WebSocket (from :meth:`WebSocketClient.websocket`).
-
-    Attributes:
-        subprotocol: the subprotocol the view chose, or ``None``.
-        close_code: ``None`` while open, then the code of the close, whoever
-            closed (1006 when the view ended without closing).
-        close_reason: the close reason, ``""`` if none.
-    """
+class _SessionState:
+    # What both session classes show of their connection.
 
     def __init__(
         self,
@@ -421,6 +414,34 @@ class WebSocketSession:
         timeout: float,
     ) -> None:
         self._connection = _Connection(handler, scope, raise_exceptions, timeout)
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the view chose, or ``None``."""
+        return self._connection.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """``None`` while open, then the close code, whoever closed (1006: no close)."""
+        closed = self._connection.closed
+        return None if closed is None else closed.code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason, ``""`` if none (or while open)."""
+        closed = self._connection.closed
+        return "" if closed is None else closed.reason
+
+
+class WebSocketSession(_SessionState):
+    """An open test WebSocket (from :meth:`WebSocketClient.websocket`).
+
+    Attributes:
+        subprotocol: the subprotocol the view chose, or ``None``.
+        close_code: ``None`` while open, then the code of the close, whoever
+            closed (1006 when the view ended without closing).
+        close_reason: the close reason, ``""`` if none.
+    """
 
     def __enter__(self) -> WebSocketSession:
         self._connection.start(_test_connections())
@@ -432,20 +453,6 @@ class WebSocketSession:
         else:  # the test failed already: close, and let its own error through
             with contextlib.suppress(Exception):
                 self.close()
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._connection.subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        closed = self._connection.closed
-        return None if closed is None else closed.code
-
-    @property
-    def close_reason(self) -> str:
-        closed = self._connection.closed
-        return "" if closed is None else closed.reason
 
     def send(self, data: Message) -> None:
         """Send a message to the view: ``str`` as text, ``bytes`` as binary."""
@@ -487,20 +494,11 @@ class WebSocketSession:
                 return
 
 
-class AsyncWebSocketSession:
+class AsyncWebSocketSession(_SessionState):
     """The async twin of :class:`WebSocketSession` (from :meth:`WebSocketClient.awebsocket`).
 
     The same attributes; the methods that wait are awaited.
     """
-
-    def __init__(
-        self,
-        handler: WebSocketASGIHandler,
-        scope: dict[str, Any],
-        raise_exceptions: bool,
-        timeout: float,
-    ) -> None:
-        self._connection = _Connection(handler, scope, raise_exceptions, timeout)
 
     async def __aenter__(self) -> AsyncWebSocketSession:
         # The test's connections live in the thread that runs its sync code.
@@ -514,20 +512,6 @@ class AsyncWebSocketSession:
         else:  # the test failed already: close, and let its own error through
             with contextlib.suppress(Exception):
                 await self.close()
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._connection.subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        closed = self._connection.closed
-        return None if closed is None else closed.code
-
-    @property
-    def close_reason(self) -> str:
-        closed = self._connection.closed
-        return "" if closed is None else closed.reason
 
     async def send(self, data: Message) -> None:
         """Send a message to the view: ``str`` as text, ``bytes`` as binary."""
