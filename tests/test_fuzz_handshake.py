@@ -41,7 +41,7 @@ from django_websocket.handshake import (
 from django_websocket.protocol import EngineLimits, HandshakeFailed, perform_handshake
 from django_websocket.wsgi import RUNSERVER_SOCKET_KEY, TAKEN_OVER_KEY
 
-from .clients import application, websocket_scope
+from .clients import application, read_until_eof, websocket_scope
 from .conftest import timeout
 
 #: Examples per test: modest in the normal suite, DJWS_FUZZ_EXAMPLES for a long run.
@@ -261,20 +261,6 @@ def wsgi_environ(method: str, path: str, headers: dict[str, str], sock) -> dict:
     return environ
 
 
-def read_all(sock: socket.socket) -> bytes:
-    sock.settimeout(timeout(2))
-    chunks = []
-    while True:
-        try:
-            data = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
-
-
 @FUZZ
 @given(
     method=methods,
@@ -299,7 +285,7 @@ def test_wsgi_path_answers_101_400_403_or_426(wsgi_handler, method, path, header
         finally:
             response.close()
         server_side.shutdown(socket.SHUT_RDWR)
-        sent = read_all(client_side)
+        sent = read_until_eof(client_side, 2)  # the server side is shut down: EOF comes
     if path == "/echo/" and "websocket" not in _tokens(mapping.get("upgrade")):
         # accept_websocket: plain HTTP goes to the view (or Django refuses a bad Host).
         assert status in (200, 400), status
