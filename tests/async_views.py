@@ -167,6 +167,14 @@ async def watch_close(request):
 
 
 @require_websocket
+async def echo_until_closed(request):
+    """Echo until the connection closes, then record how it ended (?id= names the record)."""
+    async for message in request.websocket:
+        await request.websocket.send(message)
+    record(f"until_closed-{request.GET['id']}", {"code": request.websocket.close_code})
+
+
+@require_websocket
 async def push_after_close(request):
     await request.websocket.wait()
     try:
@@ -213,6 +221,7 @@ urlpatterns = [
     path("counting/", counting),
     path("types/", types),
     path("watch_close/", watch_close),
+    path("echo_until_closed/", echo_until_closed),
     path("push_after_close/", push_after_close),
     path("untouched/", untouched),
     path("flood/", flood),

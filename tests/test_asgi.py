@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.db.backends.signals import connection_created
@@ -233,4 +234,86 @@ def test_stopping_daphne_drops_websockets_at_once():
         assert client.close_code == 1006
         assert server.process.wait(timeout(10)) == 0
     finally:
+        server.stop()
+
+
+def _echoing(server, path: str):
+    """A client connected to ``path`` that got one echo back (so its view runs)."""
+    client = connect_to(server, path, legacy=True)
+    client.send(path)
+    assert client.recv(timeout(5)) == path
+    return client
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def test_async_views_hold_no_thread_and_sync_views_one_each():
+    """The middleware's sync hooks share one thread; each sync view has a thread of its own."""
+    server = start_server("uvicorn")
+    clients = []
+    try:
+        warm = connect_to(server, "/async/echo/", legacy=True)
+        warm.send("warm")
+        assert warm.recv(timeout(5)) == "warm"
+        before = _threads(server.process.pid)
+        clients += [_echoing(server, "/async/echo/") for _ in range(20)]
+        after_async = _threads(server.process.pid)
+        clients += [_echoing(server, "/echo/") for _ in range(10)]
+        after_sync = _threads(server.process.pid)
+        assert after_async - before <= 1, (before, after_async)
+        assert 10 <= after_sync - after_async <= 11, (after_async, after_sync)
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+
+
+def _context_switches(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that just ended
+    return total
+
+
+def test_idle_sync_views_sleep_until_something_happens():
+    """Waiting sync views do not wake up on their own: one watcher checks the event loop
+    for all of them (a server that stops its loop without telling us, see daphne)."""
+    server = start_server("uvicorn")
+    clients = []
+    try:
+        for _ in range(200):
+            client = connect_to(server, "/echo/", legacy=True)
+            clients.append(client)
+        clients[-1].send("up")
+        assert clients[-1].recv(timeout(5)) == "up"
+        time.sleep(1)
+        before = _context_switches(server.process.pid)
+        time.sleep(3)
+        woken = _context_switches(server.process.pid) - before
+        # The loop watch wakes once a second; 200 views polling would wake 600 times.
+        assert woken < 100, woken
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+
+
+def test_a_sync_only_middleware_gives_each_connection_a_thread_of_its_own():
+    """Such a middleware holds its thread while the view below runs: connections must not
+    share one, or the first would stall every other handshake."""
+    server = start_server("uvicorn", extra_env={"DJWS_SYNC_MIDDLEWARE": "1"})
+    clients = []
+    try:
+        clients += [_echoing(server, path) for path in ["/async/echo/", "/echo/"] * 2]
+    finally:
+        for client in clients:
+            client.close()
         server.stop()

@@ -128,6 +128,15 @@ def test_a_missing_origin_is_allowed_unless_required():
     assert not OriginPolicy(require_origin=True).allows(None, OWN)
 
 
+def test_a_missing_origin_with_cookies_is_refused_whatever_the_trusted_origins():
+    """Cookies are what a hijacked browser brings: without an Origin they are refused."""
+    assert not OriginPolicy().allows(None, OWN, with_cookies=True)
+    assert not OriginPolicy(trusted=("*",)).allows(None, OWN, with_cookies=True)
+    assert OriginPolicy().allows(OWN, OWN, with_cookies=True)
+    with pytest.raises(ForbiddenOrigin, match="with cookies must send an Origin header"):
+        OriginPolicy().check(None, OWN, with_cookies=True)
+
+
 def test_an_unknown_own_origin_still_allows_trusted_origins():
     """When the host is not allowed, only trusted origins pass."""
     assert not OriginPolicy().allows("http://example.com", None)

@@ -1,5 +1,8 @@
 """Our runserver: Django's options, autoreload and static files kept, WebSockets added."""
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,32 +34,35 @@ def test_multithreaded_is_accepted_for_compatibility():
     assert options.multithreaded and not options.use_static_handler and not options.use_reloader
 
 
-def test_autoreload_static_files_and_websockets_together(tmp_path):
-    """runserver with its autoreloader serves static files, plain views and WebSockets."""
-    log = tmp_path / "runserver.log"
+def start_autoreloading_runserver(log, *options: str) -> tuple[subprocess.Popen, int]:
+    """Start runserver with its autoreloader (two processes, in a session of their own);
+    return the process and the port it listens on."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "django",
-                "runserver",
-                "127.0.0.1:0",
-                "--multithreaded",
-                "--insecure",
-                "--settings=tests.settings",
-            ],
+            [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", *options,
+             "--settings=tests.settings"],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        )
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout(30)
     try:
-        deadline = time.monotonic() + timeout(30)
         while not (match := READY.search(log.read_bytes())):
             assert time.monotonic() < deadline and process.poll() is None, log.read_text()
             time.sleep(0.05)
-        port = int(match.group(1))
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return process, int(match.group(1))
+
+
+def test_autoreload_static_files_and_websockets_together(tmp_path):
+    """runserver with its autoreloader serves static files, plain views and WebSockets."""
+    log = tmp_path / "runserver.log"
+    process, port = start_autoreloading_runserver(log, "--multithreaded", "--insecure")
+    try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/test.css") as response:
             assert b"color" in response.read()
         with connect(f"ws://127.0.0.1:{port}/echo/", open_timeout=timeout(10)) as client:
@@ -64,11 +70,47 @@ def test_autoreload_static_files_and_websockets_together(tmp_path):
             assert client.recv(timeout(5)) == "reloading server"
         assert "Watching for file changes" in log.read_text() or process.poll() is None
     finally:
-        import os
-        import signal
-
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout(10))
+
+
+def test_a_reload_closes_websockets_with_1012_and_ctrl_c_with_1001(tmp_path):
+    """The autoreloader's restart says "service restart"; Ctrl-C (SIGINT to the
+    process group, as a terminal sends it) says "going away"."""
+    from websockets.exceptions import ConnectionClosed
+
+    log = tmp_path / "runserver.log"
+    process, port = start_autoreloading_runserver(log)
+    try:
+        client = connect(f"ws://127.0.0.1:{port}/echo/", open_timeout=timeout(10), legacy=True)
+        client.send("before the reload")
+        assert client.recv(timeout(5)) == "before the reload"
+        # A watched file changes: the server restarts. The reloader watches the URLconf
+        # from its first poll after the import, so touch it until the restart comes.
+        with pytest.raises(ConnectionClosed):
+            for _ in range(10):
+                os.utime(ROOT / "tests" / "urls.py")
+                with contextlib.suppress(TimeoutError):
+                    client.recv(timeout(1.5))
+        assert (client.close_code, client.close_reason) == (1012, "server restarting")
+
+        deadline = time.monotonic() + timeout(30)
+        while len(starts := READY.findall(log.read_bytes())) < 2:  # port 0: a new port
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        client = connect(f"ws://127.0.0.1:{int(starts[1])}/echo/", legacy=True)
+        client.send("after the reload")
+        assert client.recv(timeout(5)) == "after the reload"
+        os.killpg(process.pid, signal.SIGINT)
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout(10))
+        assert (client.close_code, client.close_reason) == (1001, "server shutting down")
+        assert process.wait(timeout(10)) == 0
+        assert "Traceback" not in log.read_text(), log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_nothreading_warns_that_a_websocket_blocks_everything(capsys):

@@ -20,6 +20,7 @@ urlpatterns = [
     path("counting/", views.counting),
     path("types/", views.types),
     path("watch_close/", views.watch_close),
+    path("echo_until_closed/", views.echo_until_closed),
     path("push_after_close/", views.push_after_close),
     path("untouched/", views.untouched),
     path("flood/", views.flood),
@@ -39,5 +40,7 @@ urlpatterns = [
     path("room/<str:name>/", views.room),
     path("login/<str:username>/", views.login_as),
     path("logout/", views.logout_view),
+    path("memory/", views.memory),
+    path("leaky/", views.leaky),
     path("async/", include(async_views.urlpatterns)),
 ]

@@ -165,6 +165,14 @@ def watch_close(request):
 
 
 @require_websocket
+def echo_until_closed(request):
+    """Echo until the connection closes, then record how it ended (?id= names the record)."""
+    for message in request.websocket:
+        request.websocket.send(message)
+    record(f"until_closed-{request.GET['id']}", {"code": request.websocket.close_code})
+
+
+@require_websocket
 def push_after_close(request):
     request.websocket.wait()
     try:
@@ -380,3 +388,41 @@ def fail_after_hello(request):
 def fail_before_accept(request):
     """Raise before the handshake: Django's 500, as for any view."""
     raise ValueError("before the handshake")
+
+
+def memory(request):
+    """Plain HTTP, for test_leaks and soak: collect garbage, count the objects the
+    collector tracks, then give the heap's free pages back to the system (glibc's
+    malloc_trim), so that the RSS read from /proc next is the memory the server holds,
+    not what its allocator keeps for later."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    objects = len(gc.get_objects())
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS stays as it is
+        trimmed = False
+    else:
+        trimmed = True
+    return HttpResponse(json.dumps({"objects": objects, "trimmed": trimmed}))
+
+
+#: What ``leaky`` keeps forever (test_leaks shows that each kind of leak is caught).
+LEAKED = []
+
+
+@require_websocket
+def leaky(request):
+    """Echo one message, then leak what ``?leak=`` names: a thread, an fd, 200 kB."""
+    import threading
+
+    request.websocket.send(request.websocket.wait())
+    leak = request.GET.get("leak", "")
+    if "thread" in leak:
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    if "fd" in leak:
+        LEAKED.append(open(os.devnull))  # noqa: SIM115
+    if "memory" in leak:
+        LEAKED.append({"kept": os.urandom(200_000)})

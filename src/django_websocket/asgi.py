@@ -14,12 +14,12 @@ server's own flow control pushes back on the client. Messages larger than
 server allows.
 
 An async view awaits the connection directly. A sync view runs in a thread of
-its own (asgiref's per-request thread, inside a ``ThreadSensitiveContext`` per
-connection, never the process-wide one) and reaches the event loop through a
-:class:`ThreadBridge`. At most ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` sync views run
-at once; past that, connections are refused with 503. (The context's thread
-also exists for an async view once Django runs sync code for it, such as sync
-signal receivers or middleware hooks; it then stays idle for the connection.)
+its own (a ``ThreadSensitiveContext`` around the view, see
+:meth:`WebSocketASGIHandler.make_view_atomic`) and reaches the event loop
+through a :class:`ThreadBridge`. At most ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` sync
+views run at once; past that, connections are refused with 503. The sync hooks
+of middleware run where asgiref runs thread-sensitive code outside any context,
+in one thread for the process, so an async view's connection holds no thread.
 """
 
 from __future__ import annotations
@@ -27,29 +27,37 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from io import BytesIO
 from typing import Any, TypeVar
 
 import django
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import response_for_exception
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import set_script_prefix
+from django.urls import set_script_prefix, set_urlconf
+from django.utils.deprecation import MiddlewareMixin
+from django.utils.log import log_response
+from django.utils.module_loading import import_string
 
 from . import conf
 from .delivery import TOO_SLOW, Outbox, run_close_callbacks
 from .exceptions import ConnectionClosed, InvalidState
 
 # ASGIConnection and ThreadBridge are the transport's internals, not public API.
-__all__ = ["WebSocketASGIHandler", "get_asgi_application"]
+__all__ = ["Slots", "WebSocketASGIHandler", "get_asgi_application"]
 
 logger = logging.getLogger("django_websocket")
 
@@ -99,29 +107,40 @@ class _Resumed:
 
 _Result = TypeVar("_Result")
 
-#: How often a sync view's thread checks that the event loop still runs.
+#: How often the loop watch checks that the event loops of sync views still run.
 _LOOP_CHECK_INTERVAL = 1.0
+
+#: Set in the context of a connection while Django handles its WebSocket request.
+_serving_websocket: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "djws_serving_websocket", default=False
+)
+#: Set when the whole connection runs in a thread of its own (the test client).
+_thread_of_the_connection: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "djws_thread_of_the_connection", default=False
+)
 
 #: The ASGI extension that lets an application refuse with a full HTTP response.
 DENIAL_EXTENSION = "websocket.http.response"
 
 
-class SyncViewSlots:
-    """Counts the threads that sync WebSocket views hold, up to a limit.
+class Slots:
+    """Counts what the process holds for its WebSockets (threads, connections), up to a limit.
 
-    Each sync view holds a thread for as long as its connection lives; an
-    unbounded number of them would exhaust the process, and queueing them
-    would leave clients hanging. Past the limit :meth:`claim` says no.
+    Each sync view holds a thread for as long as its connection lives, and every
+    connection holds memory and a file descriptor; an unbounded number of them
+    would exhaust the process, and queueing them would leave clients hanging.
+    Past the limit :meth:`claim` says no, and the connection is refused (503).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.in_use = 0
 
-    def claim(self, limit: int) -> bool:
-        """Take a slot if fewer than ``limit`` are in use; tell whether it was taken."""
+    def claim(self, limit: int | None) -> bool:
+        """Take a slot if fewer than ``limit`` are in use (``None``: no limit); tell
+        whether it was taken."""
         with self._lock:
-            if self.in_use >= limit:
+            if limit is not None and self.in_use >= limit:
                 return False
             self.in_use += 1
             return True
@@ -132,7 +151,52 @@ class SyncViewSlots:
             self.in_use -= 1
 
 
-sync_view_slots = SyncViewSlots()
+#: The threads of sync views under ASGI (``WEBSOCKET_MAX_SYNC_CONNECTIONS``).
+sync_view_slots = Slots()
+
+
+class LoopWatch:
+    """One thread that tells the sync views waiting on a stopped event loop.
+
+    Some servers (daphne) stop their event loop without a disconnect event; a
+    view waiting for it in its thread would keep the process from exiting. One
+    watcher checks every loop once a second, so that thousands of waiting views
+    sleep until something happens instead of each waking every second.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[ASGIConnection] = weakref.WeakSet()
+        self._running = False
+
+    def add(self, connection: ASGIConnection) -> None:
+        """Watch the loop of ``connection`` until :meth:`discard`."""
+        with self._lock:
+            self._connections.add(connection)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._watch, name="djws-loop-watch", daemon=True).start()
+
+    def discard(self, connection: ASGIConnection) -> None:
+        """Stop watching ``connection``."""
+        with self._lock:
+            self._connections.discard(connection)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(_LOOP_CHECK_INTERVAL)
+            with self._lock:
+                connections = list(self._connections)
+                if not connections:
+                    self._running = False
+                    return
+            for connection in connections:
+                if not connection._loop.is_running():
+                    self.discard(connection)
+                    connection._loop_stopped()
+
+
+loop_watch = LoopWatch()
 
 
 class ASGIConnection:
@@ -167,6 +231,10 @@ class ASGIConnection:
         self._inbox: deque[Message] = deque()
         self._arrived = threading.Condition()
         self._threaded = False
+        # The bare locks of ThreadBridge.run calls waiting for the loop, and whether
+        # the loop watch found the loop stopped.
+        self._pending_runs: set[_thread.LockType] = set()
+        self._loop_gone = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._closing = False
         # Every task waiting in receive(): each re-checks the inbox when woken.
@@ -216,12 +284,18 @@ class ASGIConnection:
             self.subprotocol = subprotocol
             self._reader = asyncio.create_task(self._read_events())
             if self._send_timeout is not None:
-                self._watchdog = self._loop.call_later(self._send_timeout, self._check_send)
+                # In an empty context: a cancelled timer stays queued until it is due, and
+                # must not keep the connection's context (asgiref's thread-sensitive
+                # context and locals) alive for send_timeout after the connection ended.
+                self._watchdog = self._loop.call_later(
+                    self._send_timeout, self._check_send, context=contextvars.Context()
+                )
         return self
 
     def open(self, subprotocol: str | None) -> ThreadBridge:
         """Accept from a sync view's thread; return the blocking side of the connection."""
         self._threaded = True
+        loop_watch.add(self)
         bridge = ThreadBridge(self)
         bridge.run(self.open_async(subprotocol))
         return bridge
@@ -286,6 +360,19 @@ class ASGIConnection:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _loop_stopped(self) -> None:
+        # From the loop watch: the loop is gone, so nothing will wake the view's thread.
+        with self._arrived:
+            self._loop_gone = True
+            if self._close_info[0] is None:
+                self._close_info = (1006, "")
+            pending, self._pending_runs = self._pending_runs, set()
+            self._arrived.notify_all()
+        for done in pending:
+            with contextlib.suppress(RuntimeError):  # released by the task after all
+                done.release()
+        self._run_close_callbacks()
 
     def _set_closed(self, code: int, reason: str) -> None:
         with self._arrived:
@@ -389,7 +476,9 @@ class ASGIConnection:
             for task in self._sends_in_flight:
                 task.cancel()
         elif self._close_info[0] is None:
-            self._watchdog = self._loop.call_later(self._send_timeout / 2, self._check_send)
+            self._watchdog = self._loop.call_later(
+                self._send_timeout / 2, self._check_send, context=contextvars.Context()
+            )
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame with ``code`` and ``reason``; the server finishes the handshake.
@@ -516,6 +605,8 @@ class ASGIConnection:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise  # the server cancelled us too, not only the reader
+        if self._threaded:
+            loop_watch.discard(self)
         if self.holds_thread_slot:
             self.holds_thread_slot = False
             sync_view_slots.release()
@@ -569,17 +660,37 @@ class ThreadBridge:
         def start() -> None:
             self._loop.create_task(coroutine).add_done_callback(on_done)
 
-        self._loop.call_soon_threadsafe(start)
+        connection = self._connection
+        with connection._arrived:
+            if connection._loop_gone:
+                coroutine.close()
+                raise self._server_gone()
+            connection._pending_runs.add(done)
+        try:
+            self._loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop is closed
+            coroutine.close()
+            with connection._arrived:
+                connection._pending_runs.discard(done)
+            raise self._server_gone() from None
+        # Released by the task, or by the loop watch; the view may also outlive its
+        # connection's watch (a server that cancels it), so check the loop meanwhile.
         while not done.acquire(timeout=_LOOP_CHECK_INTERVAL):
             if not self._loop.is_running():
-                raise self._server_gone()
+                break
+        with connection._arrived:
+            connection._pending_runs.discard(done)
+        if not finished:
+            raise self._server_gone()
         return finished[0].result()
 
     def _server_gone(self) -> ConnectionClosed:
-        # Some servers (daphne) stop their event loop without a disconnect event;
-        # a view waiting in its thread would keep the process from exiting.
-        self._connection._set_closed(1006, "")
-        return ConnectionClosed(*self._connection.close_info)
+        # The event loop stopped: the connection is over, without a close frame.
+        connection = self._connection
+        with connection._arrived:
+            if connection._close_info[0] is None:
+                connection._close_info = (1006, "")
+        return ConnectionClosed(*connection.close_info)
 
     def receive(self, timeout: float | None) -> Message:
         """Return the next message.
@@ -592,13 +703,13 @@ class ThreadBridge:
         deadline = None if timeout is None else time.monotonic() + timeout
         with connection._arrived:
             while not connection._inbox and connection._close_info[0] is None:
-                remaining = _LOOP_CHECK_INTERVAL
+                remaining = None
                 if deadline is not None:
-                    remaining = min(remaining, deadline - time.monotonic())
+                    remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                if not connection._arrived.wait(remaining) and not self._loop.is_running():
-                    connection._close_info = (1006, "")
+                # Woken by a message, a close, or the loop watch (see LoopWatch).
+                connection._arrived.wait(remaining)
         return connection.receive_nowait()
 
     def send(self, data: Message) -> None:
@@ -642,8 +753,101 @@ def _http_scope(scope: Scope) -> dict[str, Any]:
     return {**scope, "type": "http", "method": "GET", "scheme": scheme}
 
 
+class FusedMiddleware:
+    """Consecutive ``MiddlewareMixin`` middleware, their hooks run in one thread hop each way.
+
+    Under ASGI, Django runs every ``process_request`` and ``process_response``
+    hook of a ``MiddlewareMixin`` (every middleware Django ships) through its own
+    ``sync_to_async`` call: about fifteen trips to a thread and back for the
+    default ``MIDDLEWARE``, which costs a WebSocket handshake more than
+    everything else together. This runs the hooks of a run of such middleware
+    in one call each way, in the same order, in the same thread, with the same
+    rules: a hook that returns a response skips the inner layers, and an
+    exception becomes a response where Django's handler would turn it into one.
+    """
+
+    def __init__(self, layers: tuple[MiddlewareMixin, ...], inner: Callable[..., Any]) -> None:
+        self.layers = layers
+        self.inner = inner
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        """Run the request hooks, the inner layers (unless a hook answered), the response hooks."""
+        response, entered = await sync_to_async(self._requests)(request)
+        if response is None:
+            response = await self.inner(request)
+        result: HttpResponseBase = await sync_to_async(self._responses)(request, response, entered)
+        return result
+
+    def _requests(self, request: HttpRequest) -> tuple[HttpResponseBase | None, int]:
+        # Returns a response (or None) and how many layers see it on the way out.
+        for depth, layer in enumerate(self.layers):
+            hook = getattr(layer, "process_request", None)
+            if hook is None:
+                continue
+            try:
+                response = hook(request)
+            except Exception as exc:
+                return response_for_exception(request, exc), depth
+            if response is not None:
+                return response, depth + 1
+        return None, len(self.layers)
+
+    def _responses(
+        self, request: HttpRequest, response: HttpResponseBase, entered: int
+    ) -> HttpResponseBase:
+        for layer in reversed(self.layers[:entered]):
+            hook = getattr(layer, "process_response", None)
+            if hook is None:
+                continue
+            try:
+                response = hook(request, response)
+            except Exception as exc:
+                response = response_for_exception(request, exc)
+        return response
+
+
+def _plain_mixin(handler: Callable[..., Any]) -> MiddlewareMixin | None:
+    # The middleware that Django's exception wrapper around ``handler`` calls, when
+    # it behaves exactly as MiddlewareMixin does (nothing of its call overridden).
+    layer = getattr(handler, "__wrapped__", None)
+    if (
+        isinstance(layer, MiddlewareMixin)
+        and type(layer).__call__ is MiddlewareMixin.__call__
+        and type(layer).__acall__ is MiddlewareMixin.__acall__
+    ):
+        return layer
+    return None
+
+
+def fuse_middleware(chain: Callable[..., Any]) -> Callable[..., Any]:
+    """Return ``chain`` with its outer run of plain ``MiddlewareMixin`` layers fused."""
+    layers: list[MiddlewareMixin] = []
+    inner = chain
+    while (layer := _plain_mixin(inner)) is not None:
+        layers.append(layer)
+        inner = layer.get_response
+    if len(layers) < 2:
+        return chain
+    return FusedMiddleware(tuple(layers), inner)
+
+
 class WebSocketASGIHandler(ASGIHandler):
     """Django's ASGI handler, extended to ``websocket`` and ``lifespan`` scopes."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        """Build Django's middleware chain, and the same chain with fused hooks for WebSockets.
+
+        A WebSocket request goes through the same middleware, in the same order,
+        as HTTP; only the trips to a thread are fewer (see :class:`FusedMiddleware`).
+        """
+        super().load_middleware(is_async)
+        chain: Callable[..., Any] = self._middleware_chain  # type: ignore[attr-defined]
+        self._websocket_chain = fuse_middleware(chain) if is_async else chain
+        # A middleware that cannot run async holds a thread for as long as the view
+        # below it runs: each connection then needs a thread of its own.
+        self._thread_per_connection = any(
+            not getattr(import_string(path), "async_capable", False) for path in settings.MIDDLEWARE
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         """Serve one ASGI connection: HTTP as Django does, WebSockets through views."""
@@ -673,25 +877,54 @@ class WebSocketASGIHandler(ASGIHandler):
         *,
         shared_connections: Mapping[str, BaseDatabaseWrapper] | None = None,
     ) -> None:
-        """Serve one ``websocket`` scope, its sync code in a thread of its own.
+        """Serve one ``websocket`` scope.
 
-        ``shared_connections`` is for :mod:`django_websocket.test`: the view's
-        thread then uses these database connections (a test's, inside its
-        transaction) instead of opening its own, and leaves them open.
+        The sync code of the middleware runs where asgiref runs thread-sensitive
+        code by default: one thread for the process. It is short (it runs while
+        the handshake is answered and when the connection ends), and a thread per
+        connection would sit idle for as long as the connection lives. Only a
+        sync view gets a thread of its own (see :meth:`make_view_atomic`).
+
+        The whole connection runs in one thread of its own instead when a
+        middleware cannot run async (it holds its thread while the view runs),
+        and with ``shared_connections``, which is for :mod:`django_websocket.test`:
+        that thread then uses these database connections (a test's, inside its
+        transaction) and leaves them open.
         """
+        if shared_connections is None and not self._thread_per_connection:
+            await self.handle_websocket(scope, receive, send)
+            return
         async with ThreadSensitiveContext():
             if shared_connections is not None:
                 await sync_to_async(_use_connections)(shared_connections)
-            await self.handle_websocket(
-                scope, receive, send, close_connections=shared_connections is None
-            )
+            token = _thread_of_the_connection.set(True)
+            try:
+                await self.handle_websocket(scope, receive, send)
+            finally:
+                _thread_of_the_connection.reset(token)
 
-    async def handle_websocket(
-        self, scope: Scope, receive: Receive, send: Send, *, close_connections: bool = True
-    ) -> None:
+    def make_view_atomic(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """Django's hook around the view; a sync WebSocket view also gets its own thread.
+
+        A sync WebSocket view holds its thread for as long as its connection
+        lives, so it cannot run in the thread that the other connections share.
+        """
+        view = super().make_view_atomic(view)
+        if not _serving_websocket.get() or iscoroutinefunction(view):
+            return view
+        return _in_a_thread_of_its_own(view)
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run one WebSocket connection through Django's middleware and the view."""
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake
+        serving = _serving_websocket.set(True)
+        try:
+            await self._handle_connected(scope, receive, send)
+        finally:
+            _serving_websocket.reset(serving)
+
+    async def _handle_connected(self, scope: Scope, receive: Receive, send: Send) -> None:
         set_script_prefix(get_script_prefix(scope))
         await signals.request_started.asend(sender=self.__class__, scope=scope)
         connection = ASGIConnection(scope, receive, send)
@@ -711,10 +944,25 @@ class WebSocketASGIHandler(ASGIHandler):
                 await connection.close(1011 if failed else 1000)
         finally:
             await connection.finish()
-            await sync_to_async(_end_request)(response, close_connections)
+            await sync_to_async(_end_request)(response)
+
+    async def _get_websocket_response(self, request: HttpRequest) -> HttpResponseBase:
+        # Django's get_response_async, through the chain with fused hooks.
+        set_urlconf(settings.ROOT_URLCONF)
+        response: HttpResponseBase = await self._websocket_chain(request)
+        response._resource_closers.append(request.close)  # type: ignore[attr-defined]
+        if response.status_code >= 400:
+            await sync_to_async(log_response, thread_sensitive=False)(
+                "%s: %s",
+                response.reason_phrase,
+                request.path,
+                response=response,  # type: ignore[arg-type]
+                request=request,
+            )
+        return response
 
     async def _run_view(self, request: HttpRequest, connection: ASGIConnection) -> HttpResponseBase:
-        view = asyncio.ensure_future(self.get_response_async(request))
+        view = asyncio.ensure_future(self._get_websocket_response(request))
         try:
             return await asyncio.shield(view)
         except asyncio.CancelledError:
@@ -732,17 +980,28 @@ def _use_connections(shared: Mapping[str, BaseDatabaseWrapper]) -> None:
         connections[alias] = connection
 
 
-def _end_request(response: HttpResponseBase | None, close_connections: bool = True) -> None:
-    # Runs in the connection's thread: request_finished closes what Django closes
-    # per request; the thread ends with the connection, so nothing of it may stay open.
-    try:
-        if response is not None:
-            response.close()
-        else:
-            signals.request_finished.send(sender=WebSocketASGIHandler)
-    finally:
-        if close_connections:
-            connections.close_all()
+def _end_request(response: HttpResponseBase | None) -> None:
+    # request_finished closes what Django closes at the end of a request.
+    if response is not None:
+        response.close()
+    else:
+        signals.request_finished.send(sender=WebSocketASGIHandler)
+
+
+def _in_a_thread_of_its_own(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    async def run(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if _thread_of_the_connection.get():
+            return await sync_to_async(view)(request, *args, **kwargs)
+        # The outermost context: asgiref gives it a thread, ended on exit.
+        async with ThreadSensitiveContext():
+            try:
+                return await sync_to_async(view)(request, *args, **kwargs)
+            finally:
+                # The thread ends with the view: nothing it opened may stay open.
+                await sync_to_async(connections.close_all)()
+
+    return run
 
 
 def get_asgi_application() -> WebSocketASGIHandler:

@@ -21,6 +21,8 @@ Setting                        Default      Meaning
 ``WEBSOCKET_CLOSE_TIMEOUT``    ``10``       seconds to wait for the client's close frame
 ``WEBSOCKET_COMPRESSION``      ``"deflate"``  permessage-deflate, or ``None`` for none
                                             (WSGI; under ASGI the server decides)
+``WEBSOCKET_MAX_CONNECTIONS``  ``10000``    WebSockets one process serves at once; past
+                                            it, 503 with Retry-After (``None``: no limit)
 ``WEBSOCKET_MAX_SYNC_CONNECTIONS`` ``1000``  under ASGI, sync views that may run at once
                                             (each holds a thread); past it, 503
 ``WEBSOCKET_BROKER_URL``       ``None``     where groups meet: ``None`` for this process
@@ -103,6 +105,14 @@ SPECS: tuple[SettingSpec, ...] = (
         description="a number of seconds or None",
     ),
     SettingSpec("WEBSOCKET_CLOSE_TIMEOUT", 10.0, (int, float), description="a number of seconds"),
+    SettingSpec(
+        "WEBSOCKET_MAX_CONNECTIONS",
+        10_000,
+        (int,),
+        allow_none=True,
+        description="a positive int or None",
+        minimum=1,
+    ),
     SettingSpec(
         "WEBSOCKET_MAX_SYNC_CONNECTIONS",
         1000,

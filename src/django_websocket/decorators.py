@@ -30,6 +30,7 @@ from .request import (
     handle_exception,
     prepare,
     refuse_plain_http,
+    release,
 )
 
 __all__ = ["accept_websocket", "require_websocket"]
@@ -66,6 +67,12 @@ def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) ->
 
         @wraps(view)
         async def _async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await _serve_async(request, *args, **kwargs)
+            finally:
+                release(request)
+
+        async def _serve_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             refusal = _start(request)
             if refusal is not None:
                 return refusal
@@ -85,6 +92,12 @@ def _decorate(view: _View, *, require: bool, protocols: Sequence[str] | None) ->
 
         @wraps(view)
         def _wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return _serve(request, *args, **kwargs)
+            finally:
+                release(request)
+
+        def _serve(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             refusal = _start(request)
             if refusal is not None:
                 return refusal

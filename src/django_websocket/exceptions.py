@@ -58,9 +58,14 @@ class MalformedWebSocket(WebSocketError, ValueError):
 class ForbiddenOrigin(WebSocketError):
     """The request's Origin header is not allowed to open a WebSocket (HTTP 403)."""
 
-    def __init__(self, origin: str | None) -> None:
-        shown = "no Origin header" if origin is None else f"Origin {origin!r}"
-        super().__init__(f"{shown} is not allowed to open a WebSocket here")
+    def __init__(self, origin: str | None, *, with_cookies: bool = False) -> None:
+        if origin is not None:
+            message = f"Origin {origin!r} is not allowed to open a WebSocket here"
+        elif with_cookies:
+            message = "a WebSocket handshake with cookies must send an Origin header"
+        else:
+            message = "no Origin header is not allowed to open a WebSocket here"
+        super().__init__(message)
         self.origin = origin
 
 

@@ -445,6 +445,8 @@ def identify(request: HttpRequest) -> tuple[str | None, str]:
 async def aidentify(request: HttpRequest) -> tuple[str | None, str]:
     """:func:`identify` for an async view: the user is loaded off the event loop."""
     if not hasattr(request, "auser"):  # no AuthenticationMiddleware, or another one
+        if not hasattr(request, "user") and not hasattr(request, "session"):
+            return None, ""  # nobody to identify: no need to leave the event loop
         return await sync_to_async(identify)(request)
     return _user_key(await request.auser()), _session_hash(request)
 

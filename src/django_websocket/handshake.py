@@ -138,24 +138,31 @@ class OriginPolicy:
     Modelled on Django's CSRF origin check: the request's own origin (scheme,
     host and port) is always allowed; ``trusted`` adds origins in the format of
     ``CSRF_TRUSTED_ORIGINS`` (``https://example.com``, ``https://*.example.com``,
-    or ``*`` for any origin). A request without an Origin header comes from a
-    non-browser client, which cannot carry a victim's cookies (RFC 6455 section
-    10.2), so it is allowed unless ``require_origin`` is set.
+    or ``*`` for any origin).
+
+    Browsers always send an Origin header with a WebSocket handshake (RFC 6455
+    section 10.2), so a request without one comes from another kind of client.
+    It is allowed unless ``require_origin`` is set, or unless it carries
+    cookies: cookies are what a hijacked browser would bring, and a
+    non-browser client that uses them can say where it comes from.
     """
 
     trusted: tuple[str, ...] = ()
     require_origin: bool = False
 
-    def allows(self, origin: str | None, own_origin: str | None) -> bool:
+    def allows(
+        self, origin: str | None, own_origin: str | None, *, with_cookies: bool = False
+    ) -> bool:
         """Tell whether ``origin`` may connect to a server whose origin is ``own_origin``.
 
         Args:
             origin: the request's Origin header, or None when it has none.
             own_origin: ``scheme://host[:port]`` of the request itself, or None when
                 the host is not an allowed one.
+            with_cookies: whether the request carries a Cookie header.
         """
         if origin is None:
-            return not self.require_origin
+            return not (self.require_origin or with_cookies)
         if "*" in self.trusted:
             return True
         candidate = _split_origin(origin.strip())
@@ -166,10 +173,12 @@ class OriginPolicy:
             return True
         return any(_matches(candidate, pattern) for pattern in self.trusted)
 
-    def check(self, origin: str | None, own_origin: str | None) -> None:
+    def check(
+        self, origin: str | None, own_origin: str | None, *, with_cookies: bool = False
+    ) -> None:
         """Raise :class:`ForbiddenOrigin` unless :meth:`allows` says yes."""
-        if not self.allows(origin, own_origin):
-            raise ForbiddenOrigin(origin)
+        if not self.allows(origin, own_origin, with_cookies=with_cookies):
+            raise ForbiddenOrigin(origin, with_cookies=with_cookies)
 
 
 def _matches(candidate: tuple[str, str, str], pattern: str) -> bool:

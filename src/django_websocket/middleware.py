@@ -23,6 +23,7 @@ from .request import (
     prepare,
     refuse_plain_http,
     refuse_websocket,
+    release,
 )
 
 __all__ = ["WebSocketMiddleware"]
@@ -48,17 +49,23 @@ class WebSocketMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        refusal = prepare(request)
-        if refusal is not None:
-            return refusal
-        return finish(request, self.get_response(request))
+        try:
+            refusal = prepare(request)
+            if refusal is not None:
+                return refusal
+            return finish(request, self.get_response(request))
+        finally:
+            release(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         """The async twin of ``__call__``, for an ASGI middleware chain."""
-        refusal = prepare(request)
-        if refusal is not None:
-            return refusal
-        return await afinish(request, await self.get_response(request))
+        try:
+            refusal = prepare(request)
+            if refusal is not None:
+                return refusal
+            return await afinish(request, await self.get_response(request))
+        finally:
+            release(request)
 
     def process_view(
         self,

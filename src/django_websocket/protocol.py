@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed as EngineConnectionClosed
 from websockets.exceptions import InvalidHeader
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import OPEN, Event
@@ -87,7 +87,8 @@ class HandshakeFailed(MalformedWebSocket):
     """The engine refused the opening handshake; ``status`` and ``reason`` say why.
 
     Our own checks run first, so this is a safety net: whatever the engine
-    refuses still becomes a 4xx answer, never a 500.
+    refuses still becomes a 4xx answer, never a 500. The WSGI transport also
+    raises it with 503 when the process has no file descriptor left.
     """
 
     def __init__(self, status: int, body: bytes) -> None:
@@ -95,7 +96,10 @@ class HandshakeFailed(MalformedWebSocket):
 
 
 def _build_protocol(subprotocol: str | None, limits: EngineLimits) -> ServerProtocol:
-    extensions = [ServerPerMessageDeflateFactory()] if limits.compression == "deflate" else None
+    # websockets' own defaults for servers (12-bit windows, memLevel 5): about 64 KiB of
+    # zlib state per connection instead of the 300 KiB of zlib's, for a small loss of
+    # compression ratio on large messages.
+    extensions = enable_server_permessage_deflate(None) if limits.compression == "deflate" else None
 
     def choose(_protocol: ServerProtocol, _offered: Sequence[Subprotocol]) -> Subprotocol | None:
         # The Django layer already chose, with the view's list and our rule.
@@ -166,6 +170,8 @@ class WatchedConnection(BlockingConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.ended = False
         self.on_end: Callable[[], None] | None = None
+        #: Called from the reading thread when the client's close frame arrives.
+        self.on_close_frame: Callable[[], None] | None = None
         self._peer_close_dispatched = False
         super().__init__(*args, **kwargs)
 
@@ -173,6 +179,8 @@ class WatchedConnection(BlockingConnection):
         super().process_event(event)
         if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
             self._peer_close_dispatched = True
+            if self.on_close_frame is not None:
+                self.on_close_frame()
 
     def recv_events(self) -> None:
         try:
@@ -182,6 +190,43 @@ class WatchedConnection(BlockingConnection):
             self.ended = True
             if self.on_end is not None:
                 self.on_end()
+
+    def begin_close(self, code: int, reason: str) -> bool:
+        """Send a close frame without waiting for the client's; tell whether it was sent.
+
+        The reading thread completes the closing handshake as usual. This is
+        for closing many connections at once (a server stopping), where
+        :meth:`close` would wait up to the close timeout for each one in turn;
+        :meth:`abort` then ends those whose client never answered.
+        """
+        # Closing many connections in turn, none may hold the others up: a view busy
+        # sending, or a client that stopped reading, is left to abort().
+        if not self.protocol_mutex.acquire(timeout=0.1):
+            return False
+        try:
+            if self.protocol.state is not OPEN or self.send_in_progress:
+                return False
+            self.protocol.send_close(code, reason)
+            self.socket.settimeout(min(self.socket.gettimeout() or 1.0, 1.0))
+            try:
+                self.send_data()
+                return True
+            except OSError as exc:
+                self.set_connection_exc(exc)
+        finally:
+            self.protocol_mutex.release()
+        # The socket is broken: end the connection rather than wait for a reply.
+        self.close_socket()
+        return False
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the connection to be over; tell whether it is."""
+        self.recv_events_thread.join(timeout)
+        return not self.recv_events_thread.is_alive()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now; the reading thread ends and the connection is over."""
+        self.close_socket()
 
     @property
     def messages_pending(self) -> bool:

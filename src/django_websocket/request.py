@@ -18,6 +18,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
 
 from . import conf
+from .asgi import Slots
 from .exceptions import ConnectionClosed, ForbiddenOrigin, MalformedWebSocket, UnsupportedServer
 from .handshake import (
     SUPPORTED_VERSION,
@@ -39,10 +40,14 @@ __all__ = [
     "prepare",
     "refuse_plain_http",
     "refuse_websocket",
+    "release",
 ]
 
 logger = logging.getLogger("django_websocket")
 request_logger = logging.getLogger("django.request")
+
+#: The WebSocket requests this process serves (``WEBSOCKET_MAX_CONNECTIONS``).
+open_connections = Slots()
 
 _HANDSHAKE_HEADERS = (
     "upgrade",
@@ -105,10 +110,19 @@ def refuse_websocket() -> HttpResponse:
     return _text_response(400, "This URL does not accept WebSocket connections.")
 
 
+def _busy_response() -> HttpResponse:
+    # Retry-After: a client that reconnects at once would find the process as busy.
+    return _text_response(
+        503, "Too many open WebSocket connections; try again later.", Retry_After="5"
+    )
+
+
 def _malformed_response(exc: MalformedWebSocket) -> HttpResponse:
     # RFC 6455 section 4.4: a 426 names the version the server speaks.
     if exc.status == 426:
         return _text_response(426, exc.reason, Sec_WebSocket_Version=SUPPORTED_VERSION)
+    if exc.status == 503:
+        return _text_response(503, exc.reason, Retry_After="5")
     return _text_response(exc.status, exc.reason)
 
 
@@ -143,9 +157,11 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
     Returns:
         ``None`` when the view may run, or the response that refuses the
         request: 400 for a malformed upgrade, 426 for another protocol version,
-        403 for a forbidden Origin, 501 when the server cannot serve WebSockets.
-        Under ASGI the request is a WebSocket by its scope, and the server has
-        checked the handshake already.
+        403 for a forbidden Origin, 501 when the server cannot serve WebSockets,
+        503 when the process serves ``WEBSOCKET_MAX_CONNECTIONS`` already (the
+        slot taken then is given back by :func:`release`). Under ASGI the
+        request is a WebSocket by its scope, and the server has checked the
+        handshake already.
     """
     if hasattr(request, "is_websocket"):
         return None
@@ -161,7 +177,11 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
         else:
             validate_handshake_values(headers)
         # The Origin check is ours on every server: none of them does it.
-        conf.origin_policy().check(request.headers.get("origin"), _own_origin(request))
+        conf.origin_policy().check(
+            request.headers.get("origin"),
+            _own_origin(request),
+            with_cookies=bool(request.headers.get("cookie", "").strip()),
+        )
         endpoint = asgi_endpoint or _endpoint(request)
     except MalformedWebSocket as exc:
         return _malformed_response(exc)
@@ -171,6 +191,15 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
     except UnsupportedServer as exc:
         logger.error("Cannot serve a WebSocket at %s: %s", request.path, exc)
         return _text_response(501, str(exc))
+    limit = conf.get("WEBSOCKET_MAX_CONNECTIONS")
+    if not open_connections.claim(limit):
+        logger.warning(
+            "Refused WebSocket to %s: this process serves %s WebSockets already",
+            request.path,
+            limit,
+        )
+        return _busy_response()
+    request._websocket_slot = True  # type: ignore[attr-defined]
     request.is_websocket = IsWebSocket(True)  # type: ignore[attr-defined]
     websocket = WebSocket(endpoint, endpoint.offered_subprotocols, conf.get("WEBSOCKET_MAX_QUEUE"))
     websocket._request = request
@@ -201,10 +230,18 @@ def bind_view(request: HttpRequest, is_async: bool) -> HttpResponse | None:
             request.path,
             conf.get("WEBSOCKET_MAX_SYNC_CONNECTIONS"),
         )
-        return _text_response(
-            503, "Too many open WebSocket connections; try again later.", Retry_After="5"
-        )
+        return _busy_response()
     return None
+
+
+def release(request: HttpRequest) -> None:
+    """Count the WebSocket of ``request`` as over (once, however often it is called).
+
+    The decorators and the middleware call it when their view has returned or
+    raised, which is when its connection ends.
+    """
+    if request.__dict__.pop("_websocket_slot", False):
+        open_connections.release()
 
 
 def _settled(

@@ -14,13 +14,19 @@ away) and not one byte of HTTP follows the close frame.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from errno import EMFILE, ENFILE
+from types import FrameType
 from typing import Any
 
 from django.core.servers.basehttp import ServerHandler, WSGIRequestHandler, WSGIServer
@@ -33,6 +39,7 @@ from .protocol import (
     OPEN,
     EngineConnectionClosed,
     EngineLimits,
+    HandshakeFailed,
     WatchedConnection,
     connection_close_info,
     open_blocking_connection,
@@ -40,6 +47,7 @@ from .protocol import (
 )
 
 __all__ = [
+    "GOING_AWAY",
     "RUNSERVER_SOCKET_KEY",
     "SERVERS",
     "TAKEN_OVER_KEY",
@@ -48,6 +56,8 @@ __all__ = [
     "WSGIEndpoint",
     "WSGIServerSupport",
     "WebSocketWSGIServer",
+    "close_all",
+    "close_on_shutdown_signals",
     "find_socket",
     "open_connection",
     "request_headers",
@@ -63,6 +73,16 @@ TAKEN_OVER_KEY = "django_websocket.taken_over"
 
 #: Seconds a group-message writer thread waits for more before it ends.
 _WRITER_LINGER = 2.0
+
+#: The close code and reason of a WebSocket whose server is stopping (RFC 6455 7.4.1).
+GOING_AWAY = (1001, "server shutting down")
+
+#: The signals after which WSGI servers stop their workers.
+_SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+# The WebSockets this process serves, so that a stopping server can close them all.
+_open_connections: weakref.WeakSet[WSGIConnection] = weakref.WeakSet()
+_open_connections_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -159,9 +179,27 @@ class WSGIConnection:
         self._outbox_ready = threading.Condition()
         self._writing = False
         self._close_callbacks: list[Callable[[], None]] = []
+        self._close_timer: threading.Timer | None = None
         connection.on_end = self._connection_ended
+        connection.on_close_frame = self._drop_after_close_timeout
+        with _open_connections_lock:
+            _open_connections.add(self)
+        if connection.protocol.close_rcvd is not None:  # it came before the callback was set
+            self._drop_after_close_timeout()
         if connection.ended:
             self._connection_ended()
+
+    def _drop_after_close_timeout(self) -> None:
+        # After its close frame the client should close TCP; the engine waits for that
+        # without a deadline. One that keeps the connection open is dropped once the
+        # close timeout has passed, so that it cannot hold the view and its thread.
+        engine = self._connection
+        with self._outbox_ready:
+            if self._close_timer is not None or engine.close_timeout is None or engine.ended:
+                return
+            self._close_timer = threading.Timer(engine.close_timeout, engine.abort)
+            self._close_timer.daemon = True
+        self._close_timer.start()
 
     def receive(self, timeout: float | None) -> str | bytes:
         """Return the next message.
@@ -194,6 +232,8 @@ class WSGIConnection:
         if self._finished.is_set():
             return
         self._finished.set()
+        with _open_connections_lock:
+            _open_connections.discard(self)
         self._environ[TAKEN_OVER_KEY] = True
         # The engine closed its duplicate of the socket; the server still holds the
         # original. Shutting it down makes any late write of the server fail fast.
@@ -296,11 +336,89 @@ class WSGIConnection:
             self._connection_ended()
 
     def _connection_ended(self) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
         with self._outbox_ready:
             self._outbox.close()
             self._outbox_ready.notify_all()
             callbacks, self._close_callbacks = self._close_callbacks, []
         run_close_callbacks(callbacks)
+
+
+def close_all(code: int = GOING_AWAY[0], reason: str = GOING_AWAY[1]) -> int:
+    """Close every WebSocket this process serves over WSGI; return how many were open.
+
+    Close frames go to every client first; the clients then get
+    ``WEBSOCKET_CLOSE_TIMEOUT`` seconds (in all, not each) to answer before their
+    TCP connections are dropped. Views see their WebSocket closed and end as
+    usual, which frees the server's threads for a graceful stop; this waits
+    another ``WEBSOCKET_CLOSE_TIMEOUT`` at most for them to return.
+    """
+    with _open_connections_lock:
+        connections = list(_open_connections)
+    for connection in connections:
+        connection._connection.begin_close(code, reason)
+    grace = float(conf.get("WEBSOCKET_CLOSE_TIMEOUT"))
+    deadline = time.monotonic() + grace
+    for connection in connections:
+        engine = connection._connection
+        if not engine.wait_ended(max(deadline - time.monotonic(), 0.0)):
+            engine.abort()
+    deadline = time.monotonic() + grace
+    for connection in connections:
+        connection._finished.wait(max(deadline - time.monotonic(), 0.0))
+    if connections:
+        logger.info("Closed %d WebSocket(s) with %d: %s", len(connections), code, reason)
+    return len(connections)
+
+
+_going_away_started = False
+
+
+def _go_away() -> None:
+    # Once per process: a second signal must not start a second round. (A plain
+    # bool: a signal handler must not take locks, which Event.set() does.)
+    global _going_away_started
+    if _going_away_started:
+        return
+    _going_away_started = True
+    # A bare thread, which gevent turns into a greenlet: Thread.start() waits for
+    # the thread to run, which gevent refuses inside a signal handler. The server's
+    # threads that hold WebSocket views keep the process alive until they end.
+    _thread.start_new_thread(close_all, ())
+
+
+def _chained(previous: Callable[[int, FrameType | None], Any]) -> Callable[..., Any]:
+    def handler(signum: int, frame: FrameType | None) -> Any:
+        _go_away()
+        return previous(signum, frame)
+
+    handler.closes_websockets = True  # type: ignore[attr-defined]
+    return handler
+
+
+def close_on_shutdown_signals() -> None:
+    """Close this process's WebSockets with 1001 when its server is told to stop.
+
+    Wraps the handlers that a WSGI server installed for SIGTERM, SIGINT and
+    SIGQUIT (gunicorn's workers do before they load the application), not
+    Python's default Ctrl-C handler: ours
+    starts :func:`close_all` in a thread, then the server's runs as before. A
+    signal without a Python handler is left alone, as is everything outside the
+    main thread, where handlers cannot be set.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in _SHUTDOWN_SIGNALS:
+        previous = signal.getsignal(signum)
+        # Python's own Ctrl-C handler is not a server's: commands (and runserver,
+        # which closes its WebSockets itself) keep it as it is.
+        if (
+            callable(previous)
+            and previous is not signal.default_int_handler
+            and not getattr(previous, "closes_websockets", False)
+        ):
+            signal.signal(signum, _chained(previous))
 
 
 def open_connection(
@@ -313,7 +431,8 @@ def open_connection(
 
     Raises:
         UnsupportedServer: when the server does not lend its socket.
-        HandshakeFailed: when the engine refuses the request.
+        HandshakeFailed: when the engine refuses the request, or (503) when the
+            process has no file descriptor or thread left for the connection.
         OSError: when the client went away during the handshake.
     """
     server_socket = find_socket(environ)
@@ -324,13 +443,32 @@ def open_connection(
         limits,
         response_headers or (),
     )
-    server_socket.sendall(response)
-    environ[TAKEN_OVER_KEY] = True
     # The engine closes the socket it is given; it gets a duplicate so that the
-    # server's own socket object stays valid until the server lets go of it.
-    engine_socket = server_socket.dup()
-    engine_socket.settimeout(limits.send_timeout)
-    engine = open_blocking_connection(engine_socket, protocol, limits)
+    # server's own socket object stays valid until the server lets go of it. Made
+    # before the 101: out of file descriptors, the client still gets an HTTP answer.
+    try:
+        engine_socket = server_socket.dup()
+    except OSError as exc:
+        logger.error("Refused a WebSocket: no file descriptor left for it (%s)", exc)
+        raise HandshakeFailed(503, b"The server is out of resources; try again later.") from exc
+    # The engine starts reading at once, so it starts after the 101: whatever the
+    # client sends early must not be answered before the handshake is.
+    environ[TAKEN_OVER_KEY] = True
+    try:
+        engine_socket.settimeout(limits.send_timeout)
+        server_socket.sendall(response)
+        engine = open_blocking_connection(engine_socket, protocol, limits)
+    except (OSError, RuntimeError) as exc:  # the client left; or EMFILE, "can't start new thread"
+        engine_socket.close()
+        # After a 101 only WebSocket frames may follow, never the server's HTTP answer.
+        with contextlib.suppress(OSError):
+            server_socket.shutdown(socket.SHUT_RDWR)
+        out_of_resources = not isinstance(exc, OSError) or exc.errno in (EMFILE, ENFILE)
+        if out_of_resources:
+            logger.error("Dropped a WebSocket after its handshake, out of resources: %s", exc)
+        if isinstance(exc, OSError):
+            raise
+        raise ConnectionAbortedError(str(exc)) from exc
     return WSGIConnection(environ, server_socket, engine)
 
 
@@ -461,7 +599,15 @@ class WebSocketServerHandler(ServerHandler):
 
 
 class WebSocketRequestHandler(WSGIRequestHandler):
-    """Django's dev-server request handler that lends its socket to WebSockets."""
+    """Django's dev-server request handler that lends its socket to WebSockets.
+
+    A client that sends no request, or stops in the middle of one, is dropped
+    after :attr:`timeout` seconds of silence instead of holding a thread forever;
+    once a WebSocket is open, the protocol engine's own timeouts apply.
+    """
+
+    #: Seconds the server waits for a client's next bytes of an HTTP request.
+    timeout = 10
 
     def get_environ(self) -> dict[str, Any]:
         """Add the client socket to the environ, under :data:`RUNSERVER_SOCKET_KEY`."""
@@ -471,14 +617,21 @@ class WebSocketRequestHandler(WSGIRequestHandler):
 
     def handle_one_request(self) -> None:
         """Handle one request like Django does, with :class:`WebSocketServerHandler`."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline = ""
-            self.request_version = ""
-            self.command = ""
-            self.send_error(414)
-            return
-        if not self.parse_request():
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = ""
+                self.request_version = ""
+                self.command = ""
+                self.send_error(414)
+                return
+            if not self.parse_request():
+                return
+        except TimeoutError:
+            # The client went quiet before its request was complete (or between
+            # keep-alive requests): drop it. Django's log_message cannot format
+            # the standard library's "Request timed out" line, so nothing is logged.
+            self.close_connection = True
             return
         handler = WebSocketServerHandler(
             self.rfile, self.wfile, self.get_stderr(), self.get_environ()
@@ -490,7 +643,37 @@ class WebSocketRequestHandler(WSGIRequestHandler):
 class WebSocketWSGIServer(WSGIServer):
     """Django's dev server, with a request handler that can lend its socket."""
 
+    #: The servers of this process, for :meth:`stop_accepting_all`.
+    instances: weakref.WeakSet[WebSocketWSGIServer] = weakref.WeakSet()
+
     def __init__(self, server_address: Any, handler_class: Any, *args: Any, **kwargs: Any) -> None:
         if handler_class is WSGIRequestHandler:
             handler_class = WebSocketRequestHandler
         super().__init__(server_address, handler_class, *args, **kwargs)
+        self._serving_thread: threading.Thread | None = None
+        self.instances.add(self)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until :meth:`shutdown`, remembering which thread does."""
+        self._serving_thread = threading.current_thread()
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            self._serving_thread = None
+
+    @classmethod
+    def stop_accepting_all(cls) -> None:
+        """Stop every server of this process from taking new connections.
+
+        Called before closing the WebSockets of a stopping process: a client that
+        reconnects at once must not land on the server that is going away.
+        """
+        for server in list(cls.instances):
+            serving = server._serving_thread
+            if serving is not None and serving is not threading.current_thread():
+                # shutdown() waits for serve_forever, which a --nothreading server
+                # runs in the thread of the WebSocket view that close_all ends: bounded.
+                stopper = threading.Thread(target=server.shutdown, daemon=True)
+                stopper.start()
+                stopper.join(1.0)
+            server.server_close()
