@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 docs conformance conformance-ci clean
+.PHONY: demo demo-asgi test lint typecheck layers pytest test-django61 docs conformance conformance-ci bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,24 @@ conformance: $(STAMP)  ## Autobahn|Testsuite, all 517 cases, on runserver, gunic
 
 conformance-ci: $(STAMP)  ## The Autobahn subset CI runs (docs/conformance.md; about 1.5 min)
 	$(BIN)/python conformance/run.py --subset
+
+soak: $(STAMP)  ## 20,000 connections, 500 chatting at once for 10 min per server; nothing lost or leaked (~50 min; SOAK_ARGS="--target uvicorn-async --duration 60")
+	$(BIN)/python -m tests.soak --report soak-report.md $(SOAK_ARGS)
+
+# The benchmarks have their own venv: the alternatives (Channels, Starlette, Flask-Sock...)
+# are never dependencies of the library. Python 3.11, as the figures in bench/ were taken.
+BENCH_PYTHON ?= python3.11
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+
+$(BENCH_STAMP): bench/requirements.txt pyproject.toml
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## Us against Channels, Starlette, Flask-Sock, websockets: bench/results/bench.{md,json,png} (~15 min; Redis at 127.0.0.1:6379)
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache

@@ -18,29 +18,35 @@ machine is shared, so throughput and latency are noisier than CPU cost.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
 import os
-import platform
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-PYTHON = BENCH / ".venv" / "bin" / "python"
-RESULTS = BENCH / "results"
-SERVER_CPU = "0"
-CLIENT_CPU = "1"
+from harness import (
+    BENCH,
+    CLIENT_CPU,
+    PYTHON,
+    RESULTS,
+    SERVER_CPU,
+    Server,
+    child_env,
+    fmt,
+    footer_lines,
+    loadavg,
+    pinned,
+    report_header,
+    source_snapshot,
+    stop_on_sigterm,
+    uvicorn_argv,
+    write_results,
+)
 
 
 @dataclass(frozen=True)
@@ -124,130 +130,23 @@ METRICS = [
 ]
 
 
-def snapshot_source(into: Path) -> str:
-    """Copy src/django_websocket into ``into`` and return a hash of it.
-
-    The servers import this copy (first on PYTHONPATH), so an edit of src/ in
-    the middle of a run cannot mix two versions in one table.
-    """
-    import hashlib
-
-    target = into / "django_websocket"
-    shutil.copytree(
-        REPO / "src" / "django_websocket", target, ignore=shutil.ignore_patterns("__pycache__")
+def server(config: Config, logdir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """The uvicorn process of one configuration (a context manager that always stops it)."""
+    return Server(
+        config.key,
+        uvicorn_argv(config.app, config.ws, config.deflate),
+        logdir,
+        env=child_env(config.settings, {**dict(config.env), **(extra_env or {})}),
+        ready_path=config.path,
     )
-    digest = hashlib.sha256()
-    for path in sorted(target.rglob("*.py")):
-        digest.update(path.relative_to(into).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-SOURCE_PATH: list[str] = []  # set by main(): the snapshot's directory
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pinned(cpu: str, argv: list[str]) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", cpu, *argv]
-    return argv
-
-
-class Server:
-    """One uvicorn process for one configuration; a context manager that always stops it."""
-
-    def __init__(
-        self, config: Config, logdir: Path, extra_env: dict[str, str] | None = None
-    ) -> None:
-        self.config = config
-        self.port = free_port()
-        self.log_path = logdir / f"{config.key}-{self.port}.log"
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        c = self.config
-        return [
-            str(PYTHON), "-m", "uvicorn", c.app,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--loop", "uvloop", "--http", "httptools", "--ws", c.ws,
-            "--ws-per-message-deflate", "true" if c.deflate else "false",
-            "--lifespan", "off", "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-
-    def __enter__(self) -> Server:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([*SOURCE_PATH, str(BENCH)]),
-            "DJANGO_SETTINGS_MODULE": self.config.settings,
-            **dict(self.config.env),
-            **self.extra_env,
-        }
-        with open(self.log_path, "wb") as log:
-            # taskset execs uvicorn: the pid is the server's own.
-            self.process = subprocess.Popen(
-                pinned(SERVER_CPU, self.argv()),
-                cwd=BENCH,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready(20)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.config.key}: server exited: {self.log_tail()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.config.key}: server not listening after {timeout}s")
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-2000:]
-        return ""
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # our own session, by its pid
-            process.wait(5)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
-    with Server(config, logdir) as server:
+    with server(config, logdir) as srv:
         argv = [
             str(PYTHON), str(BENCH / "loadgen.py"),
-            "--url", f"ws://127.0.0.1:{server.port}{config.path}",
-            "--server-pid", str(server.pid),
+            "--url", f"ws://127.0.0.1:{srv.port}{config.path}",
+            "--server-pid", str(srv.pid),
             "--connections", str(args.connections),
             "--warmup", str(args.warmup),
             "--duration", str(args.duration),
@@ -264,7 +163,7 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
         if done.returncode != 0:
             raise RuntimeError(
                 f"{config.key}: loadgen failed ({done.returncode}): {done.stderr[-2000:]}\n"
-                f"server log: {server.log_tail()}"
+                f"server log: {srv.log_tail()}"
             )
         result = json.loads(done.stdout)
         if result["error_count"]:
@@ -280,11 +179,11 @@ def profile(config: Config, args: argparse.Namespace, logdir: Path) -> str:
     import pstats
 
     prof = Path(logdir) / f"{config.key}.prof"
-    with Server(config, logdir, {"BENCH_CPROFILE": str(prof)}) as server:
+    with server(config, logdir, {"BENCH_CPROFILE": str(prof)}) as srv:
         argv = [
             str(PYTHON), str(BENCH / "loadgen.py"),
-            "--url", f"ws://127.0.0.1:{server.port}{config.path}",
-            "--server-pid", str(server.pid), "--connections", str(args.connections),
+            "--url", f"ws://127.0.0.1:{srv.port}{config.path}",
+            "--server-pid", str(srv.pid), "--connections", str(args.connections),
             "--warmup", "2", "--duration", "4", "--timeout", "60",
         ]  # fmt: skip
         if config.deflate:
@@ -292,9 +191,9 @@ def profile(config: Config, args: argparse.Namespace, logdir: Path) -> str:
         load = subprocess.Popen(pinned(CLIENT_CPU, argv), stdout=subprocess.PIPE, text=True)
         try:
             time.sleep(2.5)
-            os.kill(server.pid, signal.SIGUSR1)
+            os.kill(srv.pid, signal.SIGUSR1)
             time.sleep(3)
-            os.kill(server.pid, signal.SIGUSR2)
+            os.kill(srv.pid, signal.SIGUSR2)
             load.communicate(timeout=60)
         finally:
             if load.poll() is None:
@@ -315,7 +214,8 @@ def profile(config: Config, args: argparse.Namespace, logdir: Path) -> str:
     lines = [
         f"## cProfile: {config.key} ({config.label}, --ws {config.ws}, deflate {config.deflate})",
         "",
-        f"{messages} messages in the profiled window; profiled CPU {total * 1e6 / messages:.1f} µs/msg "
+        f"{messages} messages in the profiled window; profiled CPU {total * 1e6 / messages:.1f} "
+        "µs/msg "
         "(cProfile inflates Python-heavy code; compare between configs, not with the table).",
         "",
         "| self µs/msg | cumulative µs/msg | calls/msg | function |",
@@ -344,50 +244,8 @@ def median_of(runs: list[dict]) -> dict:
     return medians
 
 
-def versions() -> dict:
-    names = ["django-websocket", "django", "uvicorn", "uvloop", "httptools", "websockets",
-             "wsproto", "starlette", "channels", "asgiref", "picows"]  # fmt: skip
-    found = {}
-    for name in names:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
-
-
-def machine() -> dict:
-    info = {
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-    }
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError):
-        info["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
-    return info
-
-
-def git_state() -> dict:
-    def git(*argv: str) -> str:
-        done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True)
-        return done.stdout.strip()
-
-    import hashlib
-
-    return {
-        "head": git("rev-parse", "--short", "HEAD"),
-        "src_dirty": bool(git("status", "--short", "src")),
-        "src_diff_sha256": hashlib.sha256(git("diff", "HEAD", "--", "src").encode()).hexdigest()[
-            :12
-        ],
-    }
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+VERSIONS = ["django-websocket", "django", "uvicorn", "uvloop", "httptools", "websockets",
+            "wsproto", "starlette", "channels", "asgiref", "picows"]  # fmt: skip
 
 
 def render(report: dict) -> str:
@@ -397,15 +255,19 @@ def render(report: dict) -> str:
         "# ASGI echo benchmark",
         "",
         f"{report['date']} · {report['params']['connections']} connections · "
-        f"{report['params']['message_bytes']}-byte text echo · {report['params']['warmup']} s warm-up + "
-        f"{report['params']['duration']} s measured · median of {report['params']['reps']} interleaved reps · "
-        f"uvicorn `--loop uvloop --http httptools`, server on cpu {SERVER_CPU}, client (picows) on cpu {CLIENT_CPU}.",
+        f"{report['params']['message_bytes']}-byte text echo · {report['params']['warmup']} s "
+        "warm-up + "
+        f"{report['params']['duration']} s measured · median of {report['params']['reps']} "
+        "interleaved reps · "
+        f"uvicorn `--loop uvloop --http httptools`, server on cpu {SERVER_CPU}, client (picows) "
+        f"on cpu {CLIENT_CPU}.",
         "",
         "CPU µs/msg = CPU time (user+system) of the process over the measured window ÷ echoes. "
         "Connect = server CPU per connection for the handshake + view start (schedstat). "
         "RSS and threads of the server with the 100 connections open.",
         "",
-        "| config | app | --ws | deflate | msgs/s | p50 ms | p99 ms | server CPU µs/msg | client CPU µs/msg "
+        "| config | app | --ws | deflate | msgs/s | p50 ms | p99 ms | server CPU µs/msg | client "
+        "CPU µs/msg "
         "| server CPU util | connect µs/conn | server RSS MB / threads | server µs/msg per rep |",
         "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
@@ -415,7 +277,8 @@ def render(report: dict) -> str:
         err = f" ⚠ {m['errors']} errors" if m["errors"] else ""
         lines.append(
             f"| {key} | {c['label']} | {c['ws']} | {'on' if c['deflate'] else 'off'} | "
-            f"{fmt(m['msgs_per_s'], 0)} | {fmt(m['p50_us'] / 1000, 2)} | {fmt(m['p99_us'] / 1000, 2)} | "
+            f"{fmt(m['msgs_per_s'], 0)} | {fmt(m['p50_us'] / 1000, 2)} | "
+            f"{fmt(m['p99_us'] / 1000, 2)} | "
             f"**{fmt(m['server_cpu_us_per_msg'])}** | {fmt(m['client_cpu_us_per_msg'])} | "
             f"{fmt(m['server_cpu_util'] * 100, 0)}% | {fmt(m['server_cpu_us_per_connect'], 0)} | "
             f"{fmt(m['server_rss_mb'], 0)} / {fmt(m['server_threads'], 0)} | {reps}{err} |"
@@ -429,25 +292,11 @@ def render(report: dict) -> str:
     ]
     for row in report["ratios"]:
         lines.append(
-            f"| {row['label']} | **{fmt(row['cpu_ratio'], 2)}x** | {fmt(row['throughput_ratio'], 2)}x |"
+            f"| {row['label']} | **{fmt(row['cpu_ratio'], 2)}x** | "
+            f"{fmt(row['throughput_ratio'], 2)}x |"
         )
-    v = report["versions"]
-    lines += [
-        "",
-        "Versions: " + ", ".join(f"{name} {version}" for name, version in v.items()) + ".",
-        f"Machine: {report['machine'].get('cpu_model', '?')}, {report['machine']['cpus']} CPUs, "
-        f"Python {report['machine']['python']}, load average before {' '.join(report['machine'].get('loadavg', []))}"
-        f", after {' '.join(report.get('loadavg_after', []))}.",
-        f"Source: git {report['git']['head']}{' + uncommitted src/ changes' if report['git']['src_dirty'] else ''}"
-        f" (snapshot of src/django_websocket taken at start, sha256 {report['git']['source_snapshot_sha256']}).",
-        "",
-        "Reproduce: `bench/.venv/bin/python bench/asgi_echo.py` (setup in bench/README.md).",
-    ]
+    lines += footer_lines(report, "bench/.venv/bin/python bench/asgi_echo.py")
     return "\n".join(lines) + "\n"
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -477,15 +326,9 @@ def main() -> None:
             parser.error(f"unknown configs: {sorted(unknown)}")
         configs = [c for c in CONFIGS if c.key in wanted]
 
-    # SIGTERM unwinds like Ctrl-C, so every running server is stopped.
-    signal.signal(signal.SIGTERM, _interrupt)
-    snapdir = tempfile.TemporaryDirectory(prefix="asgi-echo-src-")
-    source_hash = snapshot_source(Path(snapdir.name))
-    SOURCE_PATH[:] = [snapdir.name]
-    try:
+    stop_on_sigterm()
+    with source_snapshot("asgi-echo-src-") as source_hash:
         run_all(args, configs, source_hash)
-    finally:
-        snapdir.cleanup()
 
 
 def run_all(args: argparse.Namespace, configs: list[Config], source_hash: str) -> None:
@@ -499,7 +342,7 @@ def run_all(args: argparse.Namespace, configs: list[Config], source_hash: str) -
         return
 
     report: dict = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **report_header(VERSIONS, source_hash),
         "params": {
             "reps": args.reps,
             "duration": args.duration,
@@ -507,9 +350,6 @@ def run_all(args: argparse.Namespace, configs: list[Config], source_hash: str) -
             "connections": args.connections,
             "message_bytes": 32,
         },
-        "machine": machine(),
-        "versions": versions(),
-        "git": {**git_state(), "source_snapshot_sha256": source_hash},
         "configs": [asdict(c) for c in configs],
         "runs": {c.key: [] for c in configs},
     }
@@ -519,14 +359,16 @@ def run_all(args: argparse.Namespace, configs: list[Config], source_hash: str) -
                 result = run_once(config, args, Path(logdir))
                 report["runs"][config.key].append(result)
                 print(
-                    f"rep {rep + 1}/{args.reps} {config.key:18} {fmt(result['msgs_per_s'], 0):>9} msg/s  "
+                    f"rep {rep + 1}/{args.reps} {config.key:18} {fmt(result['msgs_per_s'], 0):>9} "
+                    "msg/s  "
                     f"server {fmt(result['server_cpu_us_per_msg']):>6} µs/msg "
-                    f"({result['server_cpu_util']:.0%})  client {fmt(result['client_cpu_us_per_msg']):>5} µs/msg "
+                    f"({result['server_cpu_util']:.0%})  client "
+                    f"{fmt(result['client_cpu_us_per_msg']):>5} µs/msg "
                     f"({result['client_cpu_util']:.0%})  p50 {fmt(result['p50_us'] / 1000, 2)} ms",
                     file=sys.stderr,
                     flush=True,
                 )
-    report["loadavg_after"] = machine().get("loadavg", [])
+    report["loadavg_after"] = loadavg()
     report["medians"] = {key: median_of(runs) for key, runs in report["runs"].items()}
     med = report["medians"]
     report["ratios"] = [
@@ -541,9 +383,7 @@ def run_all(args: argparse.Namespace, configs: list[Config], source_hash: str) -
         if a in med and b in med
     ]
     markdown = render(report)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown)
+    write_results(args.out, report, markdown)
     print(markdown)
 
 

@@ -36,31 +36,37 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime
-import json
-import os
-import queue
 import re
-import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
-from asgi_echo import free_port, git_state, machine, pinned, snapshot_source
-from loadgen import process_tree_cpu_seconds, process_tree_memory, process_tree_sched_seconds
+from harness import (
+    BENCH,
+    PYTHON,
+    Child,
+    Server,
+    child_env,
+    fmt,
+    footer_lines,
+    loadavg,
+    percentile,
+    pinned,
+    process_tree_cpu_seconds,
+    process_tree_memory,
+    process_tree_sched_seconds,
+    raise_nofile,
+    report_header,
+    source_snapshot,
+    stop_on_sigterm,
+    uvicorn_argv,
+    write_results,
+)
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-PYTHON = BENCH / ".venv" / "bin" / "python"
-RESULTS = BENCH / "results"
 #: Where each server (A, B) and each client process (A, B) runs, by --layout.
 #: "apart" follows the rest of bench/: the measured servers on cpu 0, the load on
 #: cpu 1, so a fast server is not charged its clients' CPU. "shared" puts each
@@ -181,179 +187,24 @@ METRICS = [
     "server_threads",
 ]
 
-SOURCE_PATH: list[str] = []  # set by main(): the snapshot's directory
-
-
 # ---- processes ----------------------------------------------------------------------------
 
 
-def child_env(settings: str, prefix: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([*SOURCE_PATH, str(BENCH)]),
-        "DJANGO_SETTINGS_MODULE": settings,
-        "BENCH_FANOUT_PREFIX": prefix,
-        "BENCH_FANOUT_REDIS": REDIS_URL,
-        "PYTHONUNBUFFERED": "1",
-    }
+def fanout_env(settings: str, prefix: str) -> dict[str, str]:
+    """A child's environment: the settings, this run's Redis key prefix and Redis URL."""
+    return child_env(settings, {"BENCH_FANOUT_PREFIX": prefix, "BENCH_FANOUT_REDIS": REDIS_URL})
 
 
-def stop_process(process: subprocess.Popen | None, grace: float = 10) -> None:
-    """SIGTERM, then SIGKILL of its own session (started with start_new_session), by pid."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-
-
-class Server:
-    """One uvicorn process, pinned to one cpu; a context manager that always stops it."""
-
-    def __init__(self, config: Config, cpu: str, name: str, logdir: Path, prefix: str) -> None:
-        self.config = config
-        self.cpu = cpu
-        self.name = name
-        self.port = free_port()
-        self.log_path = logdir / f"{config.key}-{name}-{self.port}.log"
-        self.prefix = prefix
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        c = self.config
-        return [
-            str(PYTHON), "-m", "uvicorn", c.app,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--loop", "uvloop", "--http", "httptools", "--ws", c.ws,
-            "--ws-per-message-deflate", "false",
-            "--lifespan", "off", "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-
-    def __enter__(self) -> Server:
-        with open(self.log_path, "wb") as log:
-            # taskset execs uvicorn: the pid is the server's own.
-            self.process = subprocess.Popen(
-                pinned(self.cpu, self.argv()),
-                cwd=BENCH,
-                env=child_env(self.config.settings, self.prefix),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready(20)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _wait_ready(self, timeout: float) -> None:
-        import socket
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.config.key}/{self.name}: server exited: {self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.config.key}/{self.name}: not listening after {timeout}s")
-
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")
-        return ""
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class Child:
-    """A helper process speaking JSON lines on stdout, commands on stdin; always stopped."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self.lines: queue.Queue[dict | None] = queue.Queue()
-        self.backlog: list[dict] = []
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=BENCH,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                bufsize=1,
-                start_new_session=True,
-            )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                self.lines.put(json.loads(line))
-            except ValueError:
-                self.lines.put({"garbage": line[:200]})
-        self.lines.put(None)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def send(self, line: str) -> None:
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def wait_for(self, match, timeout: float) -> dict:
-        """The first message (backlog first) for which ``match(message)`` is true."""
-        for index, message in enumerate(self.backlog):
-            if match(message):
-                return self.backlog.pop(index)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{self.name}: nothing matching after {timeout}s")
-            try:
-                message = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if message is None:
-                self.lines.put(None)
-                raise RuntimeError(f"{self.name} exited ({self.process.poll()}): {self.stderr()}")
-            if match(message):
-                return message
-            self.backlog.append(message)
-
-    def stderr(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
-        return ""
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.process.stdin.close()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            stop_process(self.process, grace=5)
+def fanout_server(config: Config, cpu: str, role: str, logdir: Path, prefix: str) -> Server:
+    """Server ``role`` (A or B) of one configuration, pinned to ``cpu``."""
+    return Server(
+        f"{config.key}-{role}",
+        uvicorn_argv(config.app, config.ws),
+        logdir,
+        env=fanout_env(config.settings, prefix),
+        cpu=cpu,
+        ready_path=None,  # a GET would log "Bad Request", counted as an error here
+    )
 
 
 def key(name: str):
@@ -419,14 +270,6 @@ def delete_prefix(prefix: str) -> int:
 # ---- one run -----------------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Closed|Timeout)\w*(:.*)?$")
 
 
@@ -451,15 +294,16 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
     started = time.monotonic()
     try:
         with contextlib.ExitStack() as stack:
+            roles = "AB"
             servers = [
-                stack.enter_context(Server(config, cpu, name, logdir, prefix))
-                for cpu, name in zip(LAYOUTS[args.layout]["servers"], "AB", strict=True)
+                stack.enter_context(fanout_server(config, cpu, role, logdir, prefix))
+                for cpu, role in zip(LAYOUTS[args.layout]["servers"], roles, strict=True)
             ]
             clock = Clock([s.pid for s in servers], [], redis_pid())
             before_connect = clock.sample()
             clients = []
             client_cpus = LAYOUTS[args.layout]["clients"]
-            for server, client_cpu in zip(servers, client_cpus, strict=True):
+            for server, role, client_cpu in zip(servers, roles, client_cpus, strict=True):
                 argv = [
                     str(PYTHON), str(BENCH / "fanout_client.py"),
                     "--url", f"ws://127.0.0.1:{server.port}{config.path}",
@@ -467,10 +311,10 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
                     "--timeout", str(args.run_timeout),
                 ]  # fmt: skip
                 client = Child(
-                    f"client {server.name}",
+                    f"client {role}",
                     pinned(client_cpu, argv),
-                    child_env(config.settings, prefix),
-                    logdir / f"{config.key}-client-{server.name}.log",
+                    fanout_env(config.settings, prefix),
+                    logdir / f"{config.key}-client-{role}.log",
                 )
                 stack.callback(client.stop)
                 clients.append(client)
@@ -487,7 +331,7 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
                     str(args.run_timeout),
                     *config.broadcaster_args,
                 ],
-                child_env(config.settings, prefix),
+                fanout_env(config.settings, prefix),
                 logdir / f"{config.key}-broadcaster.log",
             )
             stack.callback(broadcaster.stop)
@@ -652,8 +496,8 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
             # ---- close (server log lines from here on are the teardown's)
             marks = [len(server.log()) for server in servers]
             result["server_logs"] = {
-                s.name: summarize_log(s.log()[:mark])
-                for s, mark in zip(servers, marks, strict=True)
+                role: summarize_log(s.log()[:mark])
+                for s, role, mark in zip(servers, roles, marks, strict=True)
             }
             for client in clients:
                 client.send("close")
@@ -667,8 +511,8 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
             for server in servers:
                 server.stop()
             result["teardown_logs"] = {
-                s.name: summarize_log(s.log()[mark:])
-                for s, mark in zip(servers, marks, strict=True)
+                role: summarize_log(s.log()[mark:])
+                for s, role, mark in zip(servers, roles, marks, strict=True)
             }
             result["broadcaster_log"] = summarize_log(broadcaster.stderr())
             result["client_logs"] = {c.name: summarize_log(c.stderr()) for c in clients}
@@ -688,7 +532,8 @@ def run_once(config: Config, args: argparse.Namespace, logdir: Path) -> dict:
                 f"{log['exceptions'] or log['head'][:3]}"
             )
     result["teardown_notes"] = [
-        f"server {name}: {log['tracebacks']} tracebacks while the clients closed: {log['exceptions'] or log['head'][:3]}"
+        f"server {name}: {log['tracebacks']} tracebacks while the clients closed: "
+        f"{log['exceptions'] or log['head'][:3]}"
         for name, log in result.get("teardown_logs", {}).items()
         if log["lines"]
     ]
@@ -712,22 +557,17 @@ def median_of(runs: list[dict]) -> dict:
     return medians
 
 
-def versions() -> dict:
-    names = ["django-websocket", "django", "uvicorn", "uvloop", "httptools", "websockets",
-             "channels", "channels-redis", "redis", "msgpack", "asgiref", "picows"]  # fmt: skip
-    found = {}
-    for name in names:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
+VERSIONS = ["django-websocket", "django", "uvicorn", "uvloop", "httptools", "websockets",
+            "channels", "channels-redis", "redis", "msgpack", "asgiref", "picows"]  # fmt: skip
+
+
+def redis_version() -> str | None:
+    """The Redis server's version, or None when it does not answer."""
+    import redis
+
     with contextlib.suppress(Exception):
-        import redis
-
-        found["redis-server"] = redis.Redis.from_url(REDIS_URL).info("server")["redis_version"]
-    return found
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+        return str(redis.Redis.from_url(REDIS_URL).info("server")["redis_version"])
+    return None
 
 
 LAYOUT_TEXT = {
@@ -739,9 +579,14 @@ LAYOUT_NOTE = {
     "time-to-all measures the servers' delivery path, not the clients'. "
     "`--layout shared` gives each cpu a server and its own clients instead.",
     "shared": "Each cpu runs a server and its 500 clients, so a broadcast costs each cpu about "
-    "500 × (server + client CPU per delivery): the floor of time-to-all on this machine, "
+    "500 x (server + client CPU per delivery): the floor of time-to-all on this machine, "
     "which also narrows the ratios, since both sides pay the same clients.",
 }
+
+
+def percent(value: float | None) -> float | None:
+    """A fraction as a percentage (None stays None)."""
+    return None if value is None else value * 100
 
 
 def render(report: dict) -> str:
@@ -750,22 +595,27 @@ def render(report: dict) -> str:
     lines = [
         "# Fan-out benchmark",
         "",
-        f"{report['date']} · {2 * GROUP_SIZE_PER_SERVER} members of one group, {GROUP_SIZE_PER_SERVER} on each "
+        f"{report['date']} · {2 * GROUP_SIZE_PER_SERVER} members of one group, "
+        f"{GROUP_SIZE_PER_SERVER} on each "
         f"of 2 uvicorn processes (`--loop uvloop --http httptools`, {LAYOUT_TEXT[p['layout']]}; "
         f"broadcaster and Redis not pinned) · {p['messages']} broadcasts "
-        f"of {p['size']} bytes, {p['spacing'] * 1000:.0f} ms apart, each received by all before the next "
+        f"of {p['size']} bytes, {p['spacing'] * 1000:.0f} ms apart, each received by all before "
+        "the next "
         f"(after {p['warmup']} warm-up broadcasts) · burst: {p['burst']} broadcasts back to back · "
         f"median of {p['reps']} interleaved reps.",
         "",
-        "Time-to-all: from just before the broadcaster's call to the last of the 1,000 receive times "
+        "Time-to-all: from just before the broadcaster's call to the last of the 1,000 receive "
+        "times "
         "(the clients' CLOCK_MONOTONIC). Deliveries/s = 1,000 ÷ median time-to-all. "
         "Server CPU µs/delivery = CPU time of both servers (every thread, schedstat) over the "
-        "spaced-broadcast phase (idle gaps included) ÷ deliveries. Client CPU likewise for both client "
+        "spaced-broadcast phase (idle gaps included) ÷ deliveries. Client CPU likewise for both "
+        "client "
         "processes. Redis CPU per broadcast call. Broadcaster: CPU and wall time of one call.",
         "",
         LAYOUT_NOTE[p["layout"]],
         "",
-        "| config | time-to-all p50 ms | p90 ms | first copy p50 ms | deliveries/s | server CPU µs/delivery "
+        "| config | time-to-all p50 ms | p90 ms | first copy p50 ms | deliveries/s | server CPU "
+        "µs/delivery "
         "| client CPU µs/delivery | Redis CPU µs/broadcast | broadcaster call ms / CPU µs "
         "| server idle CPU | lost | time-to-all p50 per rep |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
@@ -776,46 +626,54 @@ def render(report: dict) -> str:
         lines.append(
             f"| {key_} | **{fmt(m['tta_p50_ms'], 1)}** | {fmt(m['tta_p90_ms'], 1)} | "
             f"{fmt(m['first_p50_ms'], 1)} | **{fmt(m['deliveries_per_s'], 0)}** | "
-            f"**{fmt(m['server_cpu_us_per_delivery'])}** | {fmt(m['client_cpu_us_per_delivery'])} | "
+            f"**{fmt(m['server_cpu_us_per_delivery'])}** | {fmt(m['client_cpu_us_per_delivery'])} "
+            "| "
             f"{fmt(m['redis_cpu_us_per_broadcast'], 0)} | {fmt(m['call_p50_ms'], 2)} / "
             f"{fmt(m['broadcaster_cpu_us_per_call'], 0)} | "
-            f"{fmt(None if m['server_idle_cpu_util'] is None else m['server_idle_cpu_util'] * 100, 1)}% | "
+            f"{fmt(percent(m['server_idle_cpu_util']), 1)}% | "
             f"{m['missing']} | {reps}{err} |"
         )
     lines += [
         "",
-        f"### Burst: {p['burst']} broadcasts back to back ({p['burst'] * 2 * GROUP_SIZE_PER_SERVER:,} deliveries)",
+        f"### Burst: {p['burst']} broadcasts back to back "
+        f"({p['burst'] * 2 * GROUP_SIZE_PER_SERVER:,} deliveries)",
         "",
-        "| config | time until all arrived ms | deliveries/s | server CPU µs/delivery | client CPU µs/delivery |",
+        "| config | time until all arrived ms | deliveries/s | server CPU µs/delivery | client "
+        "CPU µs/delivery |",
         "|---|--:|--:|--:|--:|",
     ]
     for key_, m in med.items():
         lines.append(
             f"| {key_} | {fmt(m['burst_tta_ms'], 1)} | {fmt(m['burst_deliveries_per_s'], 0)} | "
-            f"{fmt(m['burst_server_cpu_us_per_delivery'])} | {fmt(m['burst_client_cpu_us_per_delivery'])} |"
+            f"{fmt(m['burst_server_cpu_us_per_delivery'])} | "
+            f"{fmt(m['burst_client_cpu_us_per_delivery'])} |"
         )
     lines += [
         "",
         "### Joining",
         "",
-        "| config | connect 500+500 s | wait for 1,000 members s | server CPU µs per connection (handshake + join) "
+        "| config | connect 500+500 s | wait for 1,000 members s | server CPU µs per connection "
+        "(handshake + join) "
         "| server RSS MB / threads (both) |",
         "|---|--:|--:|--:|--:|",
     ]
     for key_, m in med.items():
         lines.append(
             f"| {key_} | {fmt(m['connect_s'], 2)} | {fmt(m['join_wait_s'], 2)} | "
-            f"{fmt(m['server_cpu_us_per_join'], 0)} | {fmt(m['server_rss_mb'], 0)} / {fmt(m['server_threads'], 0)} |"
+            f"{fmt(m['server_cpu_us_per_join'], 0)} | {fmt(m['server_rss_mb'], 0)} / "
+            f"{fmt(m['server_threads'], 0)} |"
         )
     if report["ratios"]:
         lines += [
             "",
             "## Ratios (medians)",
             "",
-            f"Targets: ours ≥ {TARGET_RATIO:g}x Channels' deliveries/s, ≤ {TARGET_CPU_US:g} µs server CPU "
+            f"Targets: ours ≥ {TARGET_RATIO:g}x Channels' deliveries/s, ≤ {TARGET_CPU_US:g} µs "
+            "server CPU "
             "per delivery.",
             "",
-            "| ours ÷ Channels | deliveries/s (spaced) | deliveries/s (burst) | server CPU µs/delivery | ours: server CPU µs/delivery |",
+            "| ours ÷ Channels | deliveries/s (spaced) | deliveries/s (burst) | server CPU "
+            "µs/delivery | ours: server CPU µs/delivery |",
             "|---|--:|--:|--:|--:|",
         ]
         for row in report["ratios"]:
@@ -845,7 +703,7 @@ def render(report: dict) -> str:
         if tracebacks or exceptions:
             notes.append(
                 f"- {key_}: {tracebacks} tracebacks in {len(runs)} reps (both servers): "
-                + ", ".join(f"`{line}` ×{count}" for line, count in exceptions.most_common(5))
+                + ", ".join(f"`{line}` x{count}" for line, count in exceptions.most_common(5))
             )
     if notes:
         lines += [
@@ -854,31 +712,8 @@ def render(report: dict) -> str:
             "",
             *notes[:20],
         ]
-    v = report["versions"]
-    lines += [
-        "",
-        "Versions: " + ", ".join(f"{name} {version}" for name, version in v.items()) + ".",
-        f"Machine: {report['machine'].get('cpu_model', '?')}, {report['machine']['cpus']} CPUs, "
-        f"Python {report['machine']['python']}, load average before {' '.join(report['machine'].get('loadavg', []))}"
-        f", after {' '.join(report.get('loadavg_after', []))}.",
-        f"Source: git {report['git']['head']}{' + uncommitted src/ changes' if report['git']['src_dirty'] else ''}"
-        f" (snapshot of src/django_websocket taken at start, sha256 {report['git']['source_snapshot_sha256']}).",
-        "",
-        "Reproduce: `bench/.venv/bin/python bench/fanout.py` (setup in bench/README.md).",
-    ]
+    lines += footer_lines(report, "bench/.venv/bin/python bench/fanout.py")
     return "\n".join(lines) + "\n"
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def raise_nofile() -> tuple[int, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 8192 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def main() -> None:
@@ -899,7 +734,8 @@ def main() -> None:
         "--layout",
         choices=sorted(LAYOUTS),
         default="apart",
-        help="apart: both servers on cpu 0, clients on cpu 1; shared: a server and its clients per cpu",
+        help="apart: both servers on cpu 0, clients on cpu 1; "
+        "shared: a server and its clients per cpu",
     )
     parser.add_argument("--out", default="fanout", help="results/<out>.md and .json")
     parser.add_argument(
@@ -918,22 +754,16 @@ def main() -> None:
         configs = [c for c in CONFIGS if c.key in wanted]
 
     nofile = raise_nofile()  # inherited by every child: 500 connections each and more
-    # SIGTERM unwinds like Ctrl-C, so every running child is stopped.
-    signal.signal(signal.SIGTERM, _interrupt)
-    snapdir = tempfile.TemporaryDirectory(prefix="fanout-src-")
-    source_hash = snapshot_source(Path(snapdir.name))
-    SOURCE_PATH[:] = [snapdir.name]
-    try:
+    stop_on_sigterm()
+    with source_snapshot("fanout-src-") as source_hash:
         run_all(args, configs, source_hash, nofile)
-    finally:
-        snapdir.cleanup()
 
 
 def run_all(
     args: argparse.Namespace, configs: list[Config], source_hash: str, nofile: tuple[int, int]
 ) -> None:
     report: dict = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **report_header(VERSIONS, source_hash),
         "params": {
             "reps": args.reps,
             "messages": args.messages,
@@ -947,12 +777,10 @@ def run_all(
             "cpus": LAYOUTS[args.layout],
             "nofile": list(nofile),
         },
-        "machine": machine(),
-        "versions": versions(),
-        "git": {**git_state(), "source_snapshot_sha256": source_hash},
         "configs": [asdict(c) for c in configs],
         "runs": {c.key: [] for c in configs},
     }
+    report["versions"]["redis-server"] = redis_version()
     deleted = delete_prefix(PREFIX_ROOT)  # leftovers of an interrupted run: our own keys only
     if deleted:
         print(f"deleted {deleted} leftover {PREFIX_ROOT}* keys", file=sys.stderr)
@@ -971,7 +799,8 @@ def run_all(
                 report["runs"][config.key].append(result)
                 print(
                     f"rep {rep + 1}/{args.reps} {config.key:16} time-to-all p50 "
-                    f"{fmt(result.get('tta_p50_ms'), 1):>7} ms p90 {fmt(result.get('tta_p90_ms'), 1):>7} ms  "
+                    f"{fmt(result.get('tta_p50_ms'), 1):>7} ms p90 "
+                    f"{fmt(result.get('tta_p90_ms'), 1):>7} ms  "
                     f"{fmt(result.get('deliveries_per_s'), 0):>8} deliveries/s  server "
                     f"{fmt(result.get('server_cpu_us_per_delivery')):>6} µs/delivery  client "
                     f"{fmt(result.get('client_cpu_us_per_delivery')):>5}  burst "
@@ -982,7 +811,7 @@ def run_all(
                 )
                 for error in result["errors"]:
                     print(f"  ! {config.key}: {error}", file=sys.stderr, flush=True)
-    report["loadavg_after"] = machine().get("loadavg", [])
+    report["loadavg_after"] = loadavg()
     report["medians"] = {key_: median_of(runs) for key_, runs in report["runs"].items()}
     med = report["medians"]
 
@@ -1007,9 +836,7 @@ def run_all(
         if a in med and b in med
     ]
     markdown = render(report)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown)
+    write_results(args.out, report, markdown)
     print(markdown)
 
 

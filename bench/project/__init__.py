@@ -1,1 +1,1 @@
-"""The tiny project the ASGI echo benchmark serves (see ../asgi_echo.py)."""
+"""The tiny project the benchmarks serve (see ../run.py, ../asgi_echo.py, ../fanout.py)."""

@@ -1,4 +1,7 @@
-"""Django Channels: ProtocolTypeRouter + URLRouter, no channel layer."""
+"""Django Channels: ProtocolTypeRouter + URLRouter, no channel layer.
+
+``echo``: the AsyncWebsocketConsumer; ``sync``: the WebsocketConsumer.
+"""
 
 import os
 
@@ -13,11 +16,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from .consumers import EchoConsumer  # noqa: E402
+from .consumers import EchoConsumer, SyncEchoConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter([path("echo", EchoConsumer.as_asgi())]),
+        "websocket": URLRouter(
+            [path("echo", EchoConsumer.as_asgi()), path("sync", SyncEchoConsumer.as_asgi())]
+        ),
     }
 )

@@ -10,3 +10,5 @@ DATABASES: dict = {}
 USE_TZ = True
 # No Origin header from the load generator: passes, since WEBSOCKET_REQUIRE_ORIGIN is False.
 LOGGING_CONFIG = None
+# The idle scenario holds 5,000 sync views under ASGI (each in a thread); the default is 1,000.
+WEBSOCKET_MAX_SYNC_CONNECTIONS = 6000
