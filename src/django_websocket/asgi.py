@@ -227,19 +227,24 @@ class ASGIConnection:
         self.accepted = False
         self.holds_thread_slot = False
         # Shared with the view's thread when the view is sync (then guarded by the
-        # condition); an async view's connection never takes the lock.
-        self._inbox: deque[Message] = deque()
-        self._arrived = threading.Condition()
+        # lock); an async view's connection never takes the lock. What only a sync
+        # view needs is made by open(), and the inbox exists only while it holds
+        # messages: thousands of idle connections must not each carry a condition
+        # and empty queues (an empty deque keeps a 64-slot block).
+        self._inbox: deque[Message] | None = None
+        self._lock = threading.Lock()
+        self._arrived: threading.Condition | None = None
         self._threaded = False
         # The bare locks of ThreadBridge.run calls waiting for the loop, and whether
         # the loop watch found the loop stopped.
-        self._pending_runs: set[_thread.LockType] = set()
+        self._pending_runs: set[_thread.LockType] | None = None
         self._loop_gone = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._closing = False
         # Every task waiting in receive(): each re-checks the inbox when woken.
         self._waiters: set[asyncio.Future[None]] = set()
-        self._space = asyncio.Event()
+        # Made when the inbox first fills up (see _read_events).
+        self._space: asyncio.Event | None = None
         self._reader: asyncio.Task[None] | None = None
         # The send bound: one timer per connection, not one per message.
         self._sends_in_flight: dict[asyncio.Task[Any], float] = {}
@@ -294,6 +299,8 @@ class ASGIConnection:
 
     def open(self, subprotocol: str | None) -> ThreadBridge:
         """Accept from a sync view's thread; return the blocking side of the connection."""
+        self._arrived = threading.Condition(self._lock)
+        self._pending_runs = set()
         self._threaded = True
         loop_watch.add(self)
         bridge = ThreadBridge(self)
@@ -321,9 +328,11 @@ class ASGIConnection:
     async def _read_events(self) -> None:
         try:
             while True:
-                if len(self._inbox) >= self._max_queue:
+                if self._queued() >= self._max_queue:
+                    if self._space is None:
+                        self._space = asyncio.Event()
                     self._space.clear()
-                    if len(self._inbox) >= self._max_queue:
+                    if self._queued() >= self._max_queue:
                         await self._space.wait()
                     continue
                 event = await self._receive()
@@ -335,12 +344,12 @@ class ASGIConnection:
                     if self._too_big(message):
                         await self.close(1009, "message too big")
                         return
-                    if self._threaded:
-                        with self._arrived:
-                            self._inbox.append(message)
+                    if self._arrived is not None:
+                        with self._lock:
+                            self._put(message)
                             self._arrived.notify()
                     else:
-                        self._inbox.append(message)
+                        self._put(message)
                     self._wake()
                 elif kind == "websocket.disconnect":
                     self._set_closed(event.get("code", 1005), event.get("reason") or "")
@@ -363,29 +372,47 @@ class ASGIConnection:
 
     def _loop_stopped(self) -> None:
         # From the loop watch: the loop is gone, so nothing will wake the view's thread.
-        with self._arrived:
+        with self._lock:
             self._loop_gone = True
             if self._close_info[0] is None:
                 self._close_info = (1006, "")
-            pending, self._pending_runs = self._pending_runs, set()
-            self._arrived.notify_all()
+            pending, self._pending_runs = self._pending_runs or set(), set()
+            self._notify_thread()
         for done in pending:
             with contextlib.suppress(RuntimeError):  # released by the task after all
                 done.release()
         self._run_close_callbacks()
 
+    def _notify_thread(self) -> None:
+        # With self._lock held: wakes a sync view's thread, if there is one.
+        if self._arrived is not None:
+            self._arrived.notify_all()
+
     def _set_closed(self, code: int, reason: str) -> None:
-        with self._arrived:
+        with self._lock:
             if self._close_info[0] is None:
                 self._close_info = (code, reason)
-            self._arrived.notify_all()
+            self._notify_thread()
         self._wake()
         self._run_close_callbacks()
 
+    def _queued(self) -> int:
+        return len(self._inbox) if self._inbox is not None else 0
+
+    def _put(self, message: Message) -> None:
+        # Called with self._lock held (sync views), or on the loop (async views).
+        if self._inbox is None:
+            self._inbox = deque()
+        self._inbox.append(message)
+
     def _take(self) -> Message:
-        # Called with self._arrived held (sync views), or on the loop (async views).
-        message = self._inbox.popleft()
-        if len(self._inbox) == self._max_queue - 1:
+        # Called with self._lock held (sync views), or on the loop (async views).
+        inbox = self._inbox
+        assert inbox, "called when a message is waiting"
+        message = inbox.popleft()
+        if not inbox:
+            self._inbox = None
+        if len(inbox) == self._max_queue - 1 and self._space is not None:
             if self._threaded:  # taken by the view's thread, off the loop
                 self._loop.call_soon_threadsafe(self._space.set)
             else:
@@ -399,7 +426,7 @@ class ASGIConnection:
             TimeoutError: when none is waiting.
             ConnectionClosed: once the connection is closed and drained.
         """
-        with self._arrived:
+        with self._lock:
             if self._inbox:
                 return self._take()
             if self._close_info[0] is not None:
@@ -429,7 +456,7 @@ class ASGIConnection:
             finally:
                 self._waiters.discard(waiter)
         if self._threaded:
-            with self._arrived:
+            with self._lock:
                 return self._take()
         return self._take()
 
@@ -661,8 +688,8 @@ class ThreadBridge:
             self._loop.create_task(coroutine).add_done_callback(on_done)
 
         connection = self._connection
-        with connection._arrived:
-            if connection._loop_gone:
+        with connection._lock:
+            if connection._loop_gone or connection._pending_runs is None:
                 coroutine.close()
                 raise self._server_gone()
             connection._pending_runs.add(done)
@@ -670,7 +697,7 @@ class ThreadBridge:
             self._loop.call_soon_threadsafe(start)
         except RuntimeError:  # the loop is closed
             coroutine.close()
-            with connection._arrived:
+            with connection._lock:
                 connection._pending_runs.discard(done)
             raise self._server_gone() from None
         # Released by the task, or by the loop watch; the view may also outlive its
@@ -678,7 +705,7 @@ class ThreadBridge:
         while not done.acquire(timeout=_LOOP_CHECK_INTERVAL):
             if not self._loop.is_running():
                 break
-        with connection._arrived:
+        with connection._lock:
             connection._pending_runs.discard(done)
         if not finished:
             raise self._server_gone()
@@ -687,7 +714,7 @@ class ThreadBridge:
     def _server_gone(self) -> ConnectionClosed:
         # The event loop stopped: the connection is over, without a close frame.
         connection = self._connection
-        with connection._arrived:
+        with connection._lock:
             if connection._close_info[0] is None:
                 connection._close_info = (1006, "")
         return ConnectionClosed(*connection.close_info)
@@ -701,7 +728,9 @@ class ThreadBridge:
         """
         connection = self._connection
         deadline = None if timeout is None else time.monotonic() + timeout
-        with connection._arrived:
+        arrived = connection._arrived
+        assert arrived is not None, "made by ASGIConnection.open"
+        with arrived:
             while not connection._inbox and connection._close_info[0] is None:
                 remaining = None
                 if deadline is not None:
@@ -709,7 +738,7 @@ class ThreadBridge:
                     if remaining <= 0:
                         break
                 # Woken by a message, a close, or the loop watch (see LoopWatch).
-                connection._arrived.wait(remaining)
+                arrived.wait(remaining)
         return connection.receive_nowait()
 
     def send(self, data: Message) -> None:

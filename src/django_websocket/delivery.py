@@ -132,7 +132,9 @@ class Outbox:
         self.hard_limit = 16 * self.limit
         self.grace = grace
         self._clock = clock
-        self._messages: deque[str | bytes] = deque()
+        # Made by the first put and dropped once empty: most connections never
+        # have a message waiting, and an empty deque still holds a 64-slot block.
+        self._messages: deque[str | bytes] | None = None
         self._over_since: float | None = None
         #: Set once the connection closed or the outbox overflowed: it drops
         #: everything from then on.
@@ -148,7 +150,9 @@ class Outbox:
         """
         if self.closed:
             return True
-        if len(self._messages) >= self.limit:
+        if self._messages is None:
+            self._messages = deque()
+        elif len(self._messages) >= self.limit:
             now = self._clock()
             if self._over_since is None:
                 self._over_since = now
@@ -161,7 +165,7 @@ class Outbox:
     def _too_slow(self, over_for: float) -> bool:
         if over_for >= self.grace:
             return True
-        return len(self._messages) >= self.hard_limit and over_for >= self.grace / 10
+        return len(self) >= self.hard_limit and over_for >= self.grace / 10
 
     def overflow_report(self, path: str) -> str:
         """The log line that says why the member at ``path`` is closed with 1013."""
@@ -173,20 +177,23 @@ class Outbox:
 
     def take(self) -> str | bytes | None:
         """Return the oldest waiting message, or ``None`` when empty."""
-        if not self._messages:
+        messages = self._messages
+        if not messages:
             return None
-        message = self._messages.popleft()
-        if len(self._messages) < self.limit:
+        message = messages.popleft()
+        if len(messages) < self.limit:
             self._over_since = None
+        if not messages:
+            self._messages = None
         return message
 
     def close(self) -> None:
         """Drop every waiting message and every later one."""
         self.closed = True
-        self._messages.clear()
+        self._messages = None
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self._messages) if self._messages is not None else 0
 
 
 def run_close_callbacks(callbacks: list[Callable[[], None]]) -> None:

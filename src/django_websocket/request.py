@@ -55,6 +55,9 @@ _HANDSHAKE_HEADERS = (
     "sec-websocket-version",
     "sec-websocket-key",
 )
+# Read from META, not request.headers: that builds a dict of every header, which
+# a WebSocket's request would then keep for the connection's lifetime.
+_META_KEYS = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in _HANDSHAKE_HEADERS)
 
 
 class IsWebSocket:
@@ -127,11 +130,8 @@ def _malformed_response(exc: MalformedWebSocket) -> HttpResponse:
 
 
 def _headers(request: HttpRequest) -> dict[str, str]:
-    return {
-        name: value
-        for name in _HANDSHAKE_HEADERS
-        if (value := request.headers.get(name)) is not None
-    }
+    meta = request.META
+    return {name: value for name, key in _META_KEYS if (value := meta.get(key)) is not None}
 
 
 def _own_origin(request: HttpRequest) -> str:
@@ -178,9 +178,9 @@ def prepare(request: HttpRequest) -> HttpResponse | None:
             validate_handshake_values(headers)
         # The Origin check is ours on every server: none of them does it.
         conf.origin_policy().check(
-            request.headers.get("origin"),
+            request.META.get("HTTP_ORIGIN"),
             _own_origin(request),
-            with_cookies=bool(request.headers.get("cookie", "").strip()),
+            with_cookies=bool(request.META.get("HTTP_COOKIE", "").strip()),
         )
         endpoint = asgi_endpoint or _endpoint(request)
     except MalformedWebSocket as exc:

@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -129,7 +128,9 @@ class _Connection(Generic[_T]):
         self._refused: tuple[int, str] | None = None
         #: Why the handshake could not be completed, when the engine refused it.
         self.handshake_error: MalformedWebSocket | None = None
-        self._pending: deque[Message] = deque()
+        # A list, not a deque: it holds at most max_pending (16) messages, and an
+        # empty list costs no memory while an empty deque keeps a 64-slot block.
+        self._pending: list[Message] = []
         self._max_pending = max(1, max_pending)
         #: The request this connection answers; set by ``prepare``, read for the user.
         self._request: HttpRequest | None = None
@@ -211,7 +212,7 @@ class _Connection(Generic[_T]):
             the connection is closed and drained.
         """
         if self._pending:
-            return self._pending.popleft()
+            return self._pending.pop(0)
         try:
             return self._poll()
         except (TimeoutError, ConnectionClosed):
@@ -376,7 +377,7 @@ class WebSocket(_Connection[Transport]):
             TimeoutError: when ``timeout`` elapses before a message arrives.
         """
         if self._pending:
-            return self._pending.popleft()
+            return self._pending.pop(0)
         transport = self._open()
         if transport is None:
             return None
@@ -510,7 +511,7 @@ class AsyncWebSocket(_Connection[AsyncTransport]):
         ``timeout`` seconds elapse first.
         """
         if self._pending:
-            return self._pending.popleft()
+            return self._pending.pop(0)
         transport = self._transport or await self._open()
         if transport is None:
             return None
