@@ -4,6 +4,7 @@ with exactly what Django's own async chain does for HTTP: compared here, case by
 import asyncio
 
 import pytest
+from django.core.signals import request_finished, request_started
 from django.test import AsyncClient, override_settings
 
 from django_websocket.asgi import FusedMiddleware, WebSocketASGIHandler
@@ -79,3 +80,31 @@ def test_a_single_middleware_is_left_as_it_is():
         chain = WebSocketASGIHandler()._websocket_chain
     assert not isinstance(chain, FusedMiddleware)
     assert middleware.A  # the module is importable by its path
+
+
+@pytest.fixture
+def request_signals():
+    def started(**kwargs):
+        EVENTS.append("started " + kwargs["scope"]["type"])
+
+    def finished(**kwargs):
+        EVENTS.append("finished")
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    yield
+    request_started.disconnect(started)
+    request_finished.disconnect(finished)
+
+
+@pytest.mark.parametrize("chain", [MIDDLEWARE, ["tests.middleware.A"], []])
+@pytest.mark.parametrize("query", ["", "b=answer", "c=raise-late"])
+def test_the_request_starts_before_every_hook_and_finishes_after_them_once(
+    chain, query, request_signals
+):
+    """request_started and request_finished frame the hooks once, fused into their hops or not."""
+    with override_settings(MIDDLEWARE=chain):
+        _, events = _websocket_events(query)
+    assert events[0] == "started websocket"
+    assert events[-1] == "finished"
+    assert events.count("started websocket") == 1 and events.count("finished") == 1

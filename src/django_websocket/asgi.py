@@ -793,11 +793,24 @@ class FusedMiddleware:
     in one call each way, in the same order, in the same thread, with the same
     rules: a hook that returns a response skips the inner layers, and an
     exception becomes a response where Django's handler would turn it into one.
+
+    The request's own sync work rides along: ``before`` runs first in the
+    first hop (``request_started``) and ``after`` last in the second (the end of
+    the request), each once.
     """
 
-    def __init__(self, layers: tuple[MiddlewareMixin, ...], inner: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        layers: tuple[MiddlewareMixin, ...],
+        inner: Callable[..., Any],
+        *,
+        before: Callable[[HttpRequest], object] | None = None,
+        after: Callable[[HttpRequest, HttpResponseBase], object] | None = None,
+    ) -> None:
         self.layers = layers
         self.inner = inner
+        self.before = before
+        self.after = after
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         """Run the request hooks, the inner layers (unless a hook answered), the response hooks."""
@@ -809,6 +822,8 @@ class FusedMiddleware:
 
     def _requests(self, request: HttpRequest) -> tuple[HttpResponseBase | None, int]:
         # Returns a response (or None) and how many layers see it on the way out.
+        if self.before is not None:
+            self.before(request)
         for depth, layer in enumerate(self.layers):
             hook = getattr(layer, "process_request", None)
             if hook is None:
@@ -832,6 +847,8 @@ class FusedMiddleware:
                 response = hook(request, response)
             except Exception as exc:
                 response = response_for_exception(request, exc)
+        if self.after is not None:
+            self.after(request, response)
         return response
 
 
@@ -848,8 +865,17 @@ def _plain_mixin(handler: Callable[..., Any]) -> MiddlewareMixin | None:
     return None
 
 
-def fuse_middleware(chain: Callable[..., Any]) -> Callable[..., Any]:
-    """Return ``chain`` with its outer run of plain ``MiddlewareMixin`` layers fused."""
+def fuse_middleware(
+    chain: Callable[..., Any],
+    *,
+    before: Callable[[HttpRequest], object] | None = None,
+    after: Callable[[HttpRequest, HttpResponseBase], object] | None = None,
+) -> Callable[..., Any]:
+    """Return ``chain`` with its outer run of plain ``MiddlewareMixin`` layers fused.
+
+    ``before`` and ``after`` join the fused hops (see :class:`FusedMiddleware`);
+    a chain left as it is does not run them.
+    """
     layers: list[MiddlewareMixin] = []
     inner = chain
     while (layer := _plain_mixin(inner)) is not None:
@@ -857,7 +883,7 @@ def fuse_middleware(chain: Callable[..., Any]) -> Callable[..., Any]:
         inner = layer.get_response
     if len(layers) < 2:
         return chain
-    return FusedMiddleware(tuple(layers), inner)
+    return FusedMiddleware(tuple(layers), inner, before=before, after=after)
 
 
 class WebSocketASGIHandler(ASGIHandler):
@@ -871,7 +897,11 @@ class WebSocketASGIHandler(ASGIHandler):
         """
         super().load_middleware(is_async)
         chain: Callable[..., Any] = self._middleware_chain  # type: ignore[attr-defined]
-        self._websocket_chain = fuse_middleware(chain) if is_async else chain
+        self._websocket_chain = (
+            fuse_middleware(chain, before=self._start_request, after=self._end_request)
+            if is_async
+            else chain
+        )
         # A middleware that cannot run async holds a thread for as long as the view
         # below it runs: each connection then needs a thread of its own.
         self._thread_per_connection = any(
@@ -955,14 +985,16 @@ class WebSocketASGIHandler(ASGIHandler):
 
     async def _handle_connected(self, scope: Scope, receive: Receive, send: Send) -> None:
         set_script_prefix(get_script_prefix(scope))
-        await signals.request_started.asend(sender=self.__class__, scope=scope)
         connection = ASGIConnection(scope, receive, send)
         request, response = self.create_request(_http_scope(scope), BytesIO())
+        # A fused chain starts and ends the request in its own trips to a thread.
+        fused = request is not None and isinstance(self._websocket_chain, FusedMiddleware)
+        if not fused:
+            await signals.request_started.asend(sender=self.__class__, scope=scope)
         try:
             if request is not None:
                 request.websocket_transport = connection  # type: ignore[attr-defined]
                 response = await self._run_view(request, connection)
-                response._handler_class = self.__class__  # type: ignore[attr-defined]
             if not connection.accepted:
                 # 101 without an accept: the client left during the handshake.
                 if response is not None and response.status_code != 101:
@@ -973,13 +1005,32 @@ class WebSocketASGIHandler(ASGIHandler):
                 await connection.close(1011 if failed else 1000)
         finally:
             await connection.finish()
-            await sync_to_async(_end_request)(response)
+            if request is None or not getattr(request, "_websocket_ended", False):
+                await sync_to_async(self._end_request)(request, response)
+
+    def _start_request(self, request: HttpRequest) -> None:
+        # In a thread: what Django's handler does first, with the WebSocket's own scope.
+        scope = request.websocket_transport.scope  # type: ignore[attr-defined]
+        signals.request_started.send(sender=self.__class__, scope=scope)
+
+    def _end_request(self, request: HttpRequest | None, response: HttpResponseBase | None) -> None:
+        # In a thread, once: request_finished closes what Django closes after a request.
+        if request is not None:
+            if getattr(request, "_websocket_ended", False):
+                return
+            request._websocket_ended = True  # type: ignore[attr-defined]
+        if response is None:
+            signals.request_finished.send(sender=self.__class__)
+            return
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        if request is not None:
+            response._resource_closers.append(request.close)  # type: ignore[attr-defined]
+        response.close()
 
     async def _get_websocket_response(self, request: HttpRequest) -> HttpResponseBase:
         # Django's get_response_async, through the chain with fused hooks.
         set_urlconf(settings.ROOT_URLCONF)
         response: HttpResponseBase = await self._websocket_chain(request)
-        response._resource_closers.append(request.close)  # type: ignore[attr-defined]
         if response.status_code >= 400:
             await sync_to_async(log_response, thread_sensitive=False)(
                 "%s: %s",
@@ -1007,14 +1058,6 @@ def _use_connections(shared: Mapping[str, BaseDatabaseWrapper]) -> None:
     # In the connection's thread, before anything else runs there.
     for alias, connection in shared.items():
         connections[alias] = connection
-
-
-def _end_request(response: HttpResponseBase | None) -> None:
-    # request_finished closes what Django closes at the end of a request.
-    if response is not None:
-        response.close()
-    else:
-        signals.request_finished.send(sender=WebSocketASGIHandler)
 
 
 def _in_a_thread_of_its_own(view: Callable[..., Any]) -> Callable[..., Any]:
