@@ -1,7 +1,10 @@
 """Every ``WEBSOCKET_*`` setting, its default, and the one place that reads them.
 
-Settings are read when a connection needs them, not at import, so
-``override_settings`` in tests and settings changed at start-up both apply.
+Settings are read when a connection first needs them, not at import, so
+settings changed at start-up apply; the values are then kept until Django's
+``setting_changed`` signal says otherwise, so ``override_settings`` in tests
+applies too (a handshake would otherwise pay for a dozen lookups of settings
+that a project leaves at their defaults).
 
 =============================  ===========  ============================================
 Setting                        Default      Meaning
@@ -41,10 +44,12 @@ Setting                        Default      Meaning
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from .handshake import OriginPolicy
 from .protocol import EngineLimits
@@ -156,11 +161,46 @@ SPECS: tuple[SettingSpec, ...] = (
 DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
 
 
+_T = TypeVar("_T")
+
+# What was read from the settings, and what was built from them.
+_values: dict[str, Any] = {}
+_built: dict[Callable[[], Any], Any] = {}
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("WEBSOCKET_") or setting == "CSRF_TRUSTED_ORIGINS":
+        _values.clear()
+        _built.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="django_websocket.conf")
+
+
 def get(name: str) -> Any:
     """Return the value of the ``WEBSOCKET_*`` setting ``name``, or its default."""
-    return getattr(settings, name, DEFAULTS[name])
+    try:
+        return _values[name]
+    except KeyError:
+        value = _values[name] = getattr(settings, name, DEFAULTS[name])
+        return value
 
 
+def _kept(build: Callable[[], _T]) -> Callable[[], _T]:
+    # The object ``build`` makes from the settings, made once per settings change.
+    def kept() -> _T:
+        try:
+            return _built[build]  # type: ignore[no-any-return]
+        except KeyError:
+            made = _built[build] = build()
+            return made
+
+    kept.__doc__ = build.__doc__
+    kept.__name__ = build.__name__
+    return kept
+
+
+@_kept
 def engine_limits() -> EngineLimits:
     """Build the protocol engine's limits from the current settings."""
     ping_interval = get("WEBSOCKET_PING_INTERVAL")
@@ -175,6 +215,7 @@ def engine_limits() -> EngineLimits:
     )
 
 
+@_kept
 def origin_policy() -> OriginPolicy:
     """Build the Origin policy: our setting plus Django's ``CSRF_TRUSTED_ORIGINS``."""
     trusted = tuple(get("WEBSOCKET_ALLOWED_ORIGINS")) + tuple(settings.CSRF_TRUSTED_ORIGINS)
