@@ -30,8 +30,11 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+# Two workers: most tests wait on servers they started, so two share two cores well.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # pyenv's shims only answer for the selected version; put 3.13's own bin/ first on PATH.
 PY313_BIN := $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin))

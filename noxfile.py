@@ -1,5 +1,7 @@
 """Test matrix: Python 3.11 with Django 5.2 LTS, Python 3.13 with Django 6.1."""
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -20,4 +22,5 @@ def tests(session: nox.Session, django: str) -> None:
     # The leak tests open 2,000 connections per server on the default environment
     # (make test); the second Python/Django pair checks the same with 500, to keep CI short.
     env = {} if (session.python, django) == MATRIX[0] else {"DJWS_LEAK_CONNECTIONS": "500"}
-    session.run("python", "-m", "pytest", *session.posargs, env=env)
+    workers = os.environ.get("PYTEST_WORKERS", "2")
+    session.run("python", "-m", "pytest", "-n", workers, *session.posargs, env=env)
