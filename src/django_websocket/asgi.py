@@ -397,7 +397,9 @@ class ASGIConnection:
         self._run_close_callbacks()
 
     def _queued(self) -> int:
-        return len(self._inbox) if self._inbox is not None else 0
+        # The reader asks without the lock: a sync view's thread may drop the inbox.
+        inbox = self._inbox
+        return len(inbox) if inbox is not None else 0
 
     def _put(self, message: Message) -> None:
         # Called with self._lock held (sync views), or on the loop (async views).

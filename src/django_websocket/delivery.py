@@ -193,7 +193,8 @@ class Outbox:
         self._messages = None
 
     def __len__(self) -> int:
-        return len(self._messages) if self._messages is not None else 0
+        messages = self._messages
+        return len(messages) if messages is not None else 0
 
 
 def run_close_callbacks(callbacks: list[Callable[[], None]]) -> None:
