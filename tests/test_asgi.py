@@ -7,6 +7,7 @@ real servers are stopped with signals.
 """
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_finished
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
@@ -22,6 +24,8 @@ from django_websocket.asgi import sync_view_slots
 
 from .clients import Session, application, connect_to, websocket_scope
 from .conftest import start_server, timeout
+
+MIDDLEWARE_ABC = [f"tests.middleware.{name}" for name in ("A", "B", "C")]
 
 
 def test_behind_wss_the_request_is_secure_and_absolute_uris_are_https():
@@ -317,3 +321,30 @@ def test_a_sync_only_middleware_gives_each_connection_a_thread_of_its_own():
         for client in clients:
             client.close()
         server.stop()
+
+
+@pytest.mark.parametrize("middleware", [[], ["tests.middleware.A"], MIDDLEWARE_ABC])
+@pytest.mark.parametrize("path", ["/echo/", "/async/echo/"])
+@override_settings(WEBSOCKET_CLOSE_TIMEOUT=0.2)
+def test_a_server_that_cancels_the_application_still_ends_the_request(path, middleware):
+    """Cancelled mid-connection (as hypercorn stops), the request ends once and frees its slot."""
+    finished = []
+
+    def count(**kwargs):
+        finished.append(kwargs["sender"])
+
+    async def scenario():
+        session = Session(websocket_scope(path))
+        assert (await session.output())["type"] == "websocket.accept"
+        session.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(session.task, timeout(5))
+
+    request_finished.connect(count)
+    try:
+        with override_settings(MIDDLEWARE=middleware):
+            asyncio.run(scenario())
+    finally:
+        request_finished.disconnect(count)
+    assert len(finished) == 1
+    assert sync_view_slots.in_use == 0

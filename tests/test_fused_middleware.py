@@ -108,3 +108,19 @@ def test_the_request_starts_before_every_hook_and_finishes_after_them_once(
     assert events[0] == "started websocket"
     assert events[-1] == "finished"
     assert events.count("started websocket") == 1 and events.count("finished") == 1
+
+
+def test_a_failing_request_finished_receiver_does_not_change_the_refusal(caplog):
+    """As in Django's handler, an error at the end of the request cannot replace the response."""
+
+    def fail(**kwargs):
+        raise RuntimeError("receiver failed")
+
+    request_finished.connect(fail)
+    try:
+        with override_settings(MIDDLEWARE=MIDDLEWARE):
+            status, _ = _websocket_events("b=answer")
+    finally:
+        request_finished.disconnect(fail)
+    assert status == 409
+    assert "Ending the request of a WebSocket failed" in caplog.text

@@ -299,8 +299,9 @@ class ASGIConnection:
 
     def open(self, subprotocol: str | None) -> ThreadBridge:
         """Accept from a sync view's thread; return the blocking side of the connection."""
-        self._arrived = threading.Condition(self._lock)
-        self._pending_runs = set()
+        if self._arrived is None:
+            self._arrived = threading.Condition(self._lock)
+            self._pending_runs = set()
         self._threaded = True
         loop_watch.add(self)
         bridge = ThreadBridge(self)
@@ -344,12 +345,10 @@ class ASGIConnection:
                     if self._too_big(message):
                         await self.close(1009, "message too big")
                         return
-                    if self._arrived is not None:
-                        with self._lock:
-                            self._put(message)
-                            self._arrived.notify()
-                    else:
+                    with self._lock:
                         self._put(message)
+                        if self._arrived is not None:
+                            self._arrived.notify()
                     self._wake()
                 elif kind == "websocket.disconnect":
                     self._set_closed(event.get("code", 1005), event.get("reason") or "")
@@ -402,7 +401,7 @@ class ASGIConnection:
         return len(inbox) if inbox is not None else 0
 
     def _put(self, message: Message) -> None:
-        # Called with self._lock held (sync views), or on the loop (async views).
+        # Called with self._lock held: a take from another thread may drop the inbox.
         if self._inbox is None:
             self._inbox = deque()
         self._inbox.append(message)
@@ -558,8 +557,8 @@ class ASGIConnection:
         :class:`~django_websocket.delivery.Outbox`) is closed with 1013 (try again
         later): it must not hold back its groups.
         """
-        if self.closed:
-            return
+        if self.closed or self._outbox.closed:
+            return  # closed, or kicked and closing
         if self._drainer is None and not self._outbox:
             self._send_eagerly(message)
             return
@@ -626,19 +625,21 @@ class ASGIConnection:
         self._run_close_callbacks()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
-            try:
-                await self._reader
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the server cancelled us too, not only the reader
-        if self._threaded:
-            loop_watch.discard(self)
-        if self.holds_thread_slot:
-            self.holds_thread_slot = False
-            sync_view_slots.release()
+        try:
+            if self._reader is not None and not self._reader.done():
+                self._reader.cancel()
+                try:
+                    await self._reader
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # the server cancelled us too, not only the reader
+        finally:
+            if self._threaded:
+                loop_watch.discard(self)
+            if self.holds_thread_slot:
+                self.holds_thread_slot = False
+                sync_view_slots.release()
 
 
 class ThreadBridge:
@@ -850,7 +851,10 @@ class FusedMiddleware:
             except Exception as exc:
                 response = response_for_exception(request, exc)
         if self.after is not None:
-            self.after(request, response)
+            try:
+                self.after(request, response)
+            except Exception:  # as in Django's handler, it cannot change the response
+                logger.exception("Ending the request of a WebSocket failed")
         return response
 
 
@@ -1006,9 +1010,12 @@ class WebSocketASGIHandler(ASGIHandler):
                 failed = response is not None and response.status_code >= 500
                 await connection.close(1011 if failed else 1000)
         finally:
-            await connection.finish()
-            if request is None or not getattr(request, "_websocket_ended", False):
-                await sync_to_async(self._end_request)(request, response)
+            try:
+                await connection.finish()
+            finally:
+                if request is None or not getattr(request, "_websocket_ended", False):
+                    # Shielded: a server that cancels us (hypercorn) must not skip it.
+                    await asyncio.shield(sync_to_async(self._end_request)(request, response))
 
     def _start_request(self, request: HttpRequest) -> None:
         # In a thread: what Django's handler does first, with the WebSocket's own scope.

@@ -44,6 +44,7 @@ Setting                        Default      Meaning
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -163,15 +164,22 @@ DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
 
 _T = TypeVar("_T")
 
-# What was read from the settings, and what was built from them.
+# What was read from the settings, and what was built from them. A value read
+# while a change was being made must not be kept: each change counts one more
+# generation, and a value is stored only if no change came during its reading.
 _values: dict[str, Any] = {}
 _built: dict[Callable[[], Any], Any] = {}
+_generation = 0
+_lock = threading.Lock()
 
 
 def _forget(*, setting: str, **kwargs: Any) -> None:
+    global _generation
     if setting.startswith("WEBSOCKET_") or setting == "CSRF_TRUSTED_ORIGINS":
-        _values.clear()
-        _built.clear()
+        with _lock:
+            _generation += 1
+            _values.clear()
+            _built.clear()
 
 
 setting_changed.connect(_forget, dispatch_uid="django_websocket.conf")
@@ -182,7 +190,11 @@ def get(name: str) -> Any:
     try:
         return _values[name]
     except KeyError:
-        value = _values[name] = getattr(settings, name, DEFAULTS[name])
+        generation = _generation
+        value = getattr(settings, name, DEFAULTS[name])
+        with _lock:
+            if generation == _generation:
+                _values[name] = value
         return value
 
 
@@ -192,7 +204,11 @@ def _kept(build: Callable[[], _T]) -> Callable[[], _T]:
         try:
             return _built[build]  # type: ignore[no-any-return]
         except KeyError:
-            made = _built[build] = build()
+            generation = _generation
+            made = build()
+            with _lock:
+                if generation == _generation:
+                    _built[build] = made
             return made
 
     kept.__doc__ = build.__doc__

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -128,15 +129,32 @@ class _Connection(Generic[_T]):
         self._refused: tuple[int, str] | None = None
         #: Why the handshake could not be completed, when the engine refused it.
         self.handshake_error: MalformedWebSocket | None = None
-        # A list, not a deque: it holds at most max_pending (16) messages, and an
-        # empty list costs no memory while an empty deque keeps a 64-slot block.
-        self._pending: list[Message] = []
+        # Messages read ahead by count_messages() and has_messages(). Made when
+        # needed and dropped once empty: an empty deque keeps a 64-slot block.
+        self._pending: deque[Message] | None = None
         self._max_pending = max(1, max_pending)
         #: The request this connection answers; set by ``prepare``, read for the user.
         self._request: HttpRequest | None = None
         self._id: str | None = None
         self._session = ""
         self._membership: _groups.Membership | None = None
+
+    def _take_pending(self) -> Message | None:
+        pending = self._pending
+        if not pending:
+            return None
+        message = pending.popleft()
+        if not pending:
+            self._pending = None
+        return message
+
+    def _keep(self, message: Message) -> None:
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(message)
+
+    def _pending_count(self) -> int:
+        return len(self._pending) if self._pending is not None else 0
 
     def _set_protocols(self, protocols: Sequence[str] | None) -> None:
         # Called by the decorator and the middleware, before the view runs.
@@ -211,8 +229,8 @@ class _Connection(Generic[_T]):
             The oldest waiting message, or ``fallback`` when none is waiting or
             the connection is closed and drained.
         """
-        if self._pending:
-            return self._pending.pop(0)
+        if (message := self._take_pending()) is not None:
+            return message
         try:
             return self._poll()
         except (TimeoutError, ConnectionClosed):
@@ -224,12 +242,12 @@ class _Connection(Generic[_T]):
         The count stops at ``WEBSOCKET_MAX_QUEUE``: past it the server stops
         reading from the client, which is how a slow view pushes back.
         """
-        while len(self._pending) < self._max_pending:
+        while self._pending_count() < self._max_pending:
             try:
-                self._pending.append(self._poll())
+                self._keep(self._poll())
             except (TimeoutError, ConnectionClosed):
                 break
-        return len(self._pending)
+        return self._pending_count()
 
     def has_messages(self) -> bool:
         """Return ``True`` if a message is waiting to be read, without blocking."""
@@ -238,7 +256,7 @@ class _Connection(Generic[_T]):
         message = self.read()
         if message is None:
             return False
-        self._pending.append(message)
+        self._keep(message)
         return True
 
     def _closed_error(self) -> ConnectionClosed:
@@ -376,8 +394,8 @@ class WebSocket(_Connection[Transport]):
         Raises:
             TimeoutError: when ``timeout`` elapses before a message arrives.
         """
-        if self._pending:
-            return self._pending.pop(0)
+        if (message := self._take_pending()) is not None:
+            return message
         transport = self._open()
         if transport is None:
             return None
@@ -510,8 +528,8 @@ class AsyncWebSocket(_Connection[AsyncTransport]):
         message received before was handed out; raises ``TimeoutError`` when
         ``timeout`` seconds elapse first.
         """
-        if self._pending:
-            return self._pending.pop(0)
+        if (message := self._take_pending()) is not None:
+            return message
         transport = self._transport or await self._open()
         if transport is None:
             return None
