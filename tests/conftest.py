@@ -277,3 +277,19 @@ def pytest_collection_modifyitems(config, items):
     if unsupported:
         config.hook.pytest_deselected(items=unsupported)
         items[:] = [item for item in items if item not in unsupported]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the figures tests left as report sections (test_leaks.py), from every worker."""
+    title = "Captured resource figures call"
+    lines = [
+        content
+        for status in ("passed", "failed")
+        for report in terminalreporter.getreports(status)
+        for name, content in report.sections
+        if name == title
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "resources before and after the leak tests' connections")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

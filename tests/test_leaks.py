@@ -37,6 +37,8 @@ from .soak import (
 pytestmark = pytest.mark.server
 
 CONNECTIONS = int(os.environ.get("DJWS_LEAK_CONNECTIONS", "2000"))
+#: The report section that tests/conftest.py prints after the run.
+FIGURES_SECTION = "resource figures"
 #: Connections open at once.
 CONCURRENCY = 50
 
@@ -157,18 +159,18 @@ def measure(
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def figures_report(request):
-    """Collects each run's figures and prints them once the module is done."""
-    rows: list[Figures] = []
-    yield rows
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    terminal = request.config.pluginmanager.getplugin("terminalreporter")
-    if rows and terminal is not None:
-        with capture.global_and_fixture_disabled():
-            terminal.write_sep("-", f"resources before and after {CONNECTIONS} connections")
-            for row in rows:
-                terminal.write_line(str(row))
+    """Leaves a test's figures in a report section, which conftest prints at the end.
+
+    A report section travels from pytest-xdist's workers to the terminal, where a
+    worker's own prints do not.
+    """
+
+    def report(figures: Figures) -> None:
+        request.node.add_report_section("call", FIGURES_SECTION, str(figures))
+
+    return report
 
 
 LEAK_TARGETS = [
@@ -191,7 +193,7 @@ def test_connections_ended_every_way_leave_no_thread_fd_or_memory_behind(target,
         figures = measure(server, "/echo/", CONNECTIONS, target)
     finally:
         server.stop()
-    figures_report.append(figures)
+    figures_report(figures)
     assert figures.tally.ended.total() == CONNECTIONS, figures.tally.ended
     assert not figures.problems(), f"{figures.problems()}\n{figures}"
 
@@ -205,7 +207,7 @@ def test_the_checks_catch_a_view_that_leaks(figures_report):
         )
     finally:
         server.stop()
-    figures_report.append(figures)
+    figures_report(figures)
     found = " ".join(figures.problems())
     for leak in ("threads", "file descriptors", "objects", "memory"):
         assert leak in found, figures
