@@ -308,6 +308,23 @@ async def end_connection(client: Client, mode: str) -> None:
         await client.close()
 
 
+async def echo(client: Client, message: str, tally: Tally) -> None:
+    """Send ``message`` and check that the same comes back, counting both."""
+    tally.sent += 1
+    await client.send(message)
+    answer = await client.recv()
+    if answer != message:
+        raise AssertionError(f"echo of {message[:20]!r} was {answer[:20]!r}")
+    tally.echoed += 1
+
+
+async def end_numbered(client: Client, number: int, tally: Tally) -> None:
+    """End connection ``number`` the way END_MODES gives its turn, counting it."""
+    mode = END_MODES[number % len(END_MODES)]
+    await end_connection(client, mode)
+    tally.ended[mode] += 1
+
+
 async def converse(
     server: Server,
     path: str,
@@ -330,22 +347,14 @@ async def converse(
             try:
                 sequence = 0
                 while True:
-                    message = payload(number, sequence, size)
-                    tally.sent += 1
                     started = time.monotonic()
-                    await client.send(message)
-                    answer = await client.recv()
-                    if answer != message:
-                        raise AssertionError(f"echo of {message[:20]!r} was {answer[:20]!r}")
-                    tally.echoed += 1
+                    await echo(client, payload(number, sequence, size), tally)
                     tally.latencies.append(time.monotonic() - started)
                     sequence += 1
                     if until is None or time.monotonic() + interval > until:
                         break
                     await asyncio.sleep(interval * random.uniform(0.5, 1.5))
-                mode = END_MODES[number % len(END_MODES)]
-                await end_connection(client, mode)
-                tally.ended[mode] += 1
+                await end_numbered(client, number, tally)
             except BaseException:
                 client.abort()
                 raise
@@ -384,19 +393,12 @@ async def hold(server: Server, path: str, count: int) -> Tally:
                     client = await Client.connect(server.port, server.path(path), server.origin)
                 tally.opened += 1
                 try:
-                    message = payload(number, 0, 64)
-                    tally.sent += 1
-                    await client.send(message)
-                    if await client.recv() != message:
-                        raise AssertionError(f"no echo of {message[:20]!r}")
-                    tally.echoed += 1
+                    await echo(client, payload(number, 0, 64), tally)
                     opened[0] += 1
                     if opened[0] == count:
                         gate.set()
                     await gate.wait()
-                    mode = END_MODES[number % len(END_MODES)]
-                    await end_connection(client, mode)
-                    tally.ended[mode] += 1
+                    await end_numbered(client, number, tally)
                 except BaseException:
                     client.abort()
                     raise
