@@ -44,6 +44,7 @@ Setting                        Default      Meaning
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,6 +201,7 @@ def get(name: str) -> Any:
 
 def _kept(build: Callable[[], _T]) -> Callable[[], _T]:
     # The object ``build`` makes from the settings, made once per settings change.
+    @functools.wraps(build)
     def kept() -> _T:
         try:
             return _built[build]  # type: ignore[no-any-return]
@@ -211,8 +213,6 @@ def _kept(build: Callable[[], _T]) -> Callable[[], _T]:
                     _built[build] = made
             return made
 
-    kept.__doc__ = build.__doc__
-    kept.__name__ = build.__name__
     return kept
 
 
